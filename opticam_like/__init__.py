@@ -1,0 +1,3 @@
+"""opticam_like (integration in progress)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""Observing conditions of the night, per camera and frame: start times, seeing and sky.
+
+* Start times: frame ``i`` of camera ``k`` starts ``i * cadence + k * readout_offset`` seconds
+  after the night start, rounded to the microsecond (the precision of the headers), so the header
+  times and the truth agree exactly.
+* Seeing: the FWHM is common to all cameras (same atmosphere) up to a band factor (bluer filters
+  slightly larger, +-5 % across the filters) and a small independent term per camera:
+  ``fwhm * band * (1 + scatter * (0.6 * walk + 0.8 * noise) + 0.2 * scatter * own)`` where
+  ``walk`` is a standardised random walk (the slow trend) and ``noise``, ``own`` are white.
+* Sky: ``sky[filter] * (1 + sky_trend * u)`` with ``u`` going from 0 to 1 over the run.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .streams import Stream, random_stream
+
+__all__ = ["NightConditions", "night_conditions", "frame_offsets"]
+
+_MIN_FWHM_FRACTION = 0.3
+
+
+def frame_offsets(parameters, n_images, camera_index):
+    """Start of each frame of a camera in seconds since the night start.
+
+    Parameters
+    ----------
+    parameters : SimulationParameters
+    n_images : int
+    camera_index : int
+
+    Returns
+    -------
+    ndarray (n_images,)
+        Rounded to the microsecond.
+    """
+    t = np.arange(n_images) * parameters.cadence + camera_index * parameters.readout_offset
+    return np.round(t * 1e6) / 1e6
+
+
+def _standardised(values):
+    values = values - values.mean()
+    std = values.std()
+    return values / std if std > 0 else values
+
+
+@dataclass(frozen=True)
+class NightConditions:
+    """Per-camera, per-frame conditions (arrays of shape ``(n_cameras, n_images)``).
+
+    Attributes
+    ----------
+    t_start : ndarray
+        Exposure starts, seconds since the night start.
+    fwhm : ndarray
+        Geometric-mean PSF FWHM in pixels.
+    sky : ndarray
+        Sky electrons per pixel before the flat field.
+    progress : ndarray (n_images,)
+        Fraction of the run, 0 at the first frame and 1 at the last.
+    """
+
+    t_start: np.ndarray
+    fwhm: np.ndarray
+    sky: np.ndarray
+    progress: np.ndarray
+
+
+def night_conditions(parameters, n_images):
+    """Draw the conditions of a night.
+
+    Parameters
+    ----------
+    parameters : SimulationParameters
+    n_images : int
+
+    Returns
+    -------
+    NightConditions
+    """
+    p = parameters
+    n_cameras = p.n_cameras
+    progress = np.arange(n_images) / max(n_images - 1, 1)
+    rng = random_stream(p.seed, Stream.SEEING, 0)
+    walk = _standardised(np.cumsum(rng.standard_normal(n_images)))
+    common = p.fwhm_scatter * (0.6 * walk + 0.8 * rng.standard_normal(n_images))
+    fwhm = np.empty((n_cameras, n_images))
+    sky = np.empty((n_cameras, n_images))
+    t_start = np.empty((n_cameras, n_images))
+    for k, band in enumerate(p.filters):
+        band_factor = 1.0 + 0.1 * (0.5 - k / (n_cameras - 1)) if n_cameras > 1 else 1.0
+        own = 0.2 * p.fwhm_scatter * random_stream(
+            p.seed, Stream.SEEING, 1 + k).standard_normal(n_images)
+        fwhm[k] = np.maximum(p.fwhm * band_factor * (1.0 + common + own),
+                             _MIN_FWHM_FRACTION * p.fwhm)
+        sky[k] = p.sky[band] * (1.0 + p.sky_trend * progress)
+        t_start[k] = frame_offsets(p, n_images, k)
+    return NightConditions(t_start=t_start, fwhm=fwhm, sky=sky, progress=progress)

@@ -1,0 +1,163 @@
+"""Pixel-integrated point-spread functions rendered in small stamps.
+
+Pixel ``(i, j)`` (row, column) covers ``[j - 0.5, j + 0.5] x [i - 0.5, i + 0.5]`` (photutils
+convention: the centre of pixel ``[0, 0]`` is ``(0, 0)``). A stamp holds the fraction of a unit
+flux that falls in each pixel:
+
+* Gaussian: exact, the product of differences of the error function at the pixel edges (the
+  elliptical Gaussian is separable because its axes are the pixel axes).
+* Moffat (Moffat 1969, A&A 3, 455; ``I(r) = (beta - 1) / (pi alpha^2) (1 + r^2/alpha^2)^-beta``):
+  the mean of ``oversample x oversample`` (default 7 x 7) sub-pixel samples within ``2 FWHM``
+  of the centre, where the profile is curved, and of 3 x 3 samples outside (error below 0.1 %
+  of the peak pixel).
+
+In both models ``fwhm`` is the geometric mean of the FWHMs along the axes; with ellipticity
+``e = 1 - b/a`` the major axis is along x.
+"""
+
+import math
+
+import numpy as np
+from scipy.special import erf
+
+__all__ = ["psf_stamp", "stamp_radius", "peak_fraction", "moffat_alpha"]
+
+_GAUSSIAN_RADIUS = 4.0
+"""Stamp half-size of a Gaussian, in FWHM along the major axis (9.4 sigma)."""
+_MOFFAT_RADIUS = 8.0
+"""Stamp half-size of a Moffat, in FWHM along the major axis."""
+_MOFFAT_CORE = 2.0
+"""Half-size of the supersampled core of a Moffat, in FWHM."""
+_MOFFAT_WING_OVERSAMPLE = 3
+"""Sub-samples per axis of a Moffat outside its core."""
+_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+
+def moffat_alpha(fwhm, beta):
+    """Moffat core width ``alpha`` for a FWHM: ``fwhm / (2 sqrt(2^(1/beta) - 1))``."""
+    return fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+
+
+def _axis_scales(ellipticity):
+    q = 1.0 - ellipticity
+    return 1.0 / math.sqrt(q), math.sqrt(q)
+
+
+def stamp_radius(fwhm, psf, ellipticity=0.0):
+    """Half-size in pixels of the square stamp of a PSF.
+
+    Parameters
+    ----------
+    fwhm : float
+        Geometric-mean FWHM in pixels.
+    psf : {'gaussian', 'moffat'}
+        The model.
+    ellipticity : float
+        ``1 - b/a``.
+
+    Returns
+    -------
+    int
+        The stamp spans ``2 * radius + 1`` pixels on each axis.
+    """
+    factor = _GAUSSIAN_RADIUS if psf == "gaussian" else _MOFFAT_RADIUS
+    return int(math.ceil(factor * fwhm * _axis_scales(ellipticity)[0]))
+
+
+def peak_fraction(fwhm, psf, beta=2.5, ellipticity=0.0):
+    """Largest fraction of the flux that one pixel can receive (source at a pixel centre).
+
+    Parameters
+    ----------
+    fwhm, psf, beta, ellipticity
+        As in :func:`psf_stamp`.
+
+    Returns
+    -------
+    float
+        Exact for the Gaussian; the central intensity (an upper bound) for the Moffat.
+    """
+    sx, sy = _axis_scales(ellipticity)
+    if psf == "gaussian":
+        sigma = fwhm * _FWHM_TO_SIGMA
+        return float(erf(0.5 / (math.sqrt(2.0) * sigma * sx))
+                     * erf(0.5 / (math.sqrt(2.0) * sigma * sy)))
+    alpha = moffat_alpha(fwhm, beta)
+    return (beta - 1.0) / (math.pi * alpha * alpha * sx * sy)
+
+
+def _gaussian(dx, dy, fwhm, ellipticity):
+    sx, sy = _axis_scales(ellipticity)
+    sigma = fwhm * _FWHM_TO_SIGMA
+
+    def axis(d, scale):
+        edges = erf((np.append(d - 0.5, d[-1] + 0.5)) / (math.sqrt(2.0) * sigma * scale))
+        return 0.5 * np.diff(edges)
+
+    return np.outer(axis(dy, sy), axis(dx, sx))
+
+
+def _moffat_values(dx, dy, alpha_x, alpha_y, beta):
+    r2 = (dx / alpha_x) ** 2 + (dy[:, None] / alpha_y) ** 2
+    return (beta - 1.0) / (math.pi * alpha_x * alpha_y) * (1.0 + r2) ** (-beta)
+
+
+def _supersampled(dx, dy, ax, ay, beta, oversample):
+    offsets = (np.arange(oversample) + 0.5) / oversample - 0.5
+    fine_x = (dx[:, None] + offsets).ravel()
+    fine_y = (dy[:, None] + offsets).ravel()
+    fine = _moffat_values(fine_x[None, :], fine_y, ax, ay, beta)
+    return fine.reshape(len(dy), oversample, len(dx), oversample).mean(axis=(1, 3))
+
+
+def _moffat(dx, dy, fwhm, beta, ellipticity, oversample):
+    sx, sy = _axis_scales(ellipticity)
+    alpha = moffat_alpha(fwhm, beta)
+    ax, ay = alpha * sx, alpha * sy
+    stamp = _supersampled(dx, dy, ax, ay, beta, _MOFFAT_WING_OVERSAMPLE)
+    core_x = np.abs(dx) <= _MOFFAT_CORE * fwhm * sx
+    core_y = np.abs(dy) <= _MOFFAT_CORE * fwhm * sy
+    stamp[np.ix_(core_y, core_x)] = _supersampled(dx[core_x], dy[core_y], ax, ay, beta,
+                                                  oversample)
+    return stamp
+
+
+def psf_stamp(x, y, fwhm, shape, psf="gaussian", beta=2.5, ellipticity=0.0, oversample=7):
+    """Pixel-integrated PSF of unit flux around ``(x, y)``, cut to the frame.
+
+    Parameters
+    ----------
+    x, y : float
+        Centre in 0-based pixel coordinates.
+    fwhm : float
+        Geometric-mean FWHM in pixels.
+    shape : (int, int)
+        Frame shape ``(ny, nx)``.
+    psf : {'gaussian', 'moffat'}
+        The model.
+    beta : float
+        Moffat index (> 1); ignored for the Gaussian.
+    ellipticity : float
+        ``1 - b/a``, major axis along x.
+    oversample : int
+        Sub-samples per axis in the Moffat core.
+
+    Returns
+    -------
+    (slice, slice, ndarray)
+        Row and column slices of the frame and the stamp (float64, shape of the slices): the
+        fraction of the flux in each pixel. Empty slices when the stamp misses the frame.
+    """
+    radius = stamp_radius(fwhm, psf, ellipticity)
+    ix, iy = int(round(x)), int(round(y))
+    x0, x1 = max(ix - radius, 0), min(ix + radius + 1, shape[1])
+    y0, y1 = max(iy - radius, 0), min(iy + radius + 1, shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return slice(0, 0), slice(0, 0), np.zeros((0, 0))
+    dx = np.arange(x0, x1) - x
+    dy = np.arange(y0, y1) - y
+    if psf == "gaussian":
+        stamp = _gaussian(dx, dy, fwhm, ellipticity)
+    else:
+        stamp = _moffat(dx, dy, fwhm, beta, ellipticity, oversample)
+    return slice(y0, y1), slice(x0, x1), stamp

@@ -1,0 +1,183 @@
+"""From per-frame results to a catalogue: the reference frame, the stack's sources, the
+transforms of frames that could not be aligned, and the guide stars of the photometry pass."""
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+from astropy.table import Table
+
+__all__ = ["choose_reference", "catalog_from_stack", "interpolate_matrices", "guide_stars",
+           "transforms_table"]
+
+
+def choose_reference(rows):
+    """Index of the best reference among candidate frames.
+
+    The frame with the most detected stars wins; ties go to the smaller FWHM.
+
+    Parameters
+    ----------
+    rows : list of CatalogRow or FrameFailure
+        Results of :func:`opticam_like.stages.detect_frame` on the candidates.
+
+    Returns
+    -------
+    int or None
+        Position in ``rows`` of the chosen frame; None when no frame has 3 or more stars.
+    """
+    best, key = None, None
+    for position, row in enumerate(rows):
+        if not hasattr(row, "n_detected") or row.n_detected < 3:
+            continue
+        fwhm = row.fwhm if np.isfinite(row.fwhm) else np.inf
+        candidate = (row.n_detected, -fwhm)
+        if key is None or candidate > key:
+            best, key = position, candidate
+    return best
+
+
+def catalog_from_stack(stack, finder, max_sources=None):
+    """Detect the catalogue sources on the aligned stack.
+
+    Parameters
+    ----------
+    stack : StackAccumulator
+        Running sum of the aligned, background-subtracted frames (e-).
+    finder : callable
+        Source finder (``finder(data, rms, mask=None) -> Table``).
+    max_sources : int, optional
+        Keep the brightest ``max_sources``.
+
+    Returns
+    -------
+    catalog : astropy.table.Table
+        ``id`` (1-based, by decreasing flux), ``x``, ``y`` (reference frame, pixels), ``flux``
+        (mean e- per frame), ``peak``, ``fwhm``, ``npix``, ``coverage`` (fraction of the
+        stacked frames that cover the source), ``flags`` (finder flags).
+    mean : ndarray, shape (ny, nx)
+        The stacked image (mean per frame; NaN where no frame contributed).
+
+    Notes
+    -----
+    The rms of the stack is the sigma-clipped standard deviation of the fully covered
+    pixels, scaled by ``sqrt(n_max / count)`` where fewer frames contributed.
+    """
+    mean = stack.mean
+    count = np.asarray(stack.count)
+    n_max = max(int(count.max()), 1)
+    full = (count == n_max) & np.isfinite(mean)
+    _, _, std = sigma_clipped_stats(mean[full], sigma=3.0, maxiters=10)
+    with np.errstate(divide="ignore"):
+        rms = np.where(count > 0, std * np.sqrt(n_max / np.maximum(count, 1)), np.inf)
+    uncovered = count == 0
+    sources = finder(np.where(uncovered, 0.0, mean), rms, mask=uncovered)
+    if max_sources is not None:
+        sources = sources[:max_sources]
+    catalog = Table()
+    catalog["id"] = np.arange(1, len(sources) + 1)
+    for name in ("x", "y", "flux", "peak", "fwhm", "npix"):
+        catalog[name] = sources[name]
+    xi = np.clip(np.rint(sources["x"]).astype(int), 0, mean.shape[1] - 1)
+    yi = np.clip(np.rint(sources["y"]).astype(int), 0, mean.shape[0] - 1)
+    catalog["coverage"] = count[yi, xi] / n_max
+    catalog["flags"] = sources["flags"]
+    catalog.meta["stack_rms"] = float(std)
+    catalog.meta["n_stacked"] = int(stack.n_frames)
+    return catalog, mean
+
+
+def guide_stars(catalog, n=10, min_coverage=0.9):
+    """Indices (0-based) of the bright, clean, well covered sources used as guides.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table
+        From :func:`catalog_from_stack`.
+    n : int
+        At most this many.
+    min_coverage : float
+        Minimum coverage fraction.
+
+    Returns
+    -------
+    ndarray of int
+        Brightest first; the brightest sources whatever their flags when none is clean.
+    """
+    clean = (np.asarray(catalog["flags"]) == 0) & (np.asarray(catalog["coverage"])
+                                                   >= min_coverage)
+    index = np.flatnonzero(clean)[:n]
+    if len(index) == 0:
+        index = np.arange(min(n, len(catalog)))
+    return index
+
+
+def interpolate_matrices(matrices, aligned):
+    """Transforms for every frame, interpolated where a frame could not be aligned.
+
+    Parameters
+    ----------
+    matrices : ndarray, shape (n_frames, 3, 3)
+        Reference -> frame matrices (anything where ``aligned`` is False).
+    aligned : ndarray of bool, shape (n_frames,)
+        Which frames have a measured transform.
+
+    Returns
+    -------
+    ndarray, shape (n_frames, 3, 3)
+        Each element linearly interpolated in frame order from the aligned frames (held
+        constant beyond the first and last).
+
+    Raises
+    ------
+    ValueError
+        When no frame is aligned.
+    """
+    if not np.any(aligned):
+        raise ValueError("no frame could be aligned")
+    out = np.array(matrices, dtype=float)
+    index = np.arange(len(out))
+    for i in range(2):
+        for j in range(3):
+            out[~aligned, i, j] = np.interp(index[~aligned], index[aligned],
+                                            out[aligned, i, j])
+    out[:, 2] = [0.0, 0.0, 1.0]
+    return out
+
+
+def transforms_table(files, rows, matrices, aligned, reasons):
+    """The per-frame transforms of a filter as a Table (``cat/transforms_{filter}.ecsv``).
+
+    Parameters
+    ----------
+    files : list of str
+        Frame file names.
+    rows : list of CatalogRow or FrameFailure
+        Catalogue-pass results.
+    matrices : ndarray, shape (n_frames, 3, 3)
+        Transforms (interpolated where not aligned).
+    aligned : ndarray of bool
+        Measured (True) or interpolated (False).
+    reasons : list of str
+        Why a frame is not aligned ('' when it is).
+
+    Returns
+    -------
+    astropy.table.Table
+    """
+    table = Table()
+    table["frame"] = np.arange(len(files))
+    table["file"] = files
+    table["matrix"] = np.asarray(matrices)[:, :2, :].reshape(len(files), 6)
+    table["dx"] = table["matrix"][:, 2]
+    table["dy"] = table["matrix"][:, 5]
+    table["method"] = [r.transform.method if getattr(r, "transform", None) is not None
+                       else "interpolated" for r in rows]
+    table["n_matches"] = [r.transform.n_matches if getattr(r, "transform", None) is not None
+                          else 0 for r in rows]
+    table["rms"] = [r.transform.rms if getattr(r, "transform", None) is not None
+                    else np.nan for r in rows]
+    table["fwhm"] = [getattr(r, "fwhm", np.nan) for r in rows]
+    table["background_median"] = [getattr(r, "background_median", np.nan) for r in rows]
+    table["background_rms"] = [getattr(r, "background_rms_median", np.nan) for r in rows]
+    table["aligned"] = np.asarray(aligned)
+    table["reason"] = reasons
+    return table

@@ -1,0 +1,170 @@
+"""Command line: ``opticam-like simulate | reduce | demo | analyze``.
+
+Run ``opticam-like COMMAND --help`` for the options of each command.
+"""
+
+import argparse
+from pathlib import Path
+import sys
+
+__all__ = ["main"]
+
+
+def _add_reduce_options(parser):
+    parser.add_argument("--instrument", default=None,
+                        help="instrument profile: 'opticam', 'generic' or a .toml file "
+                             "(default: the config's, else 'opticam')")
+    parser.add_argument("--config", default=None, help="reduction configuration (.toml)")
+    parser.add_argument("--n-workers", type=int, default=None,
+                        help="worker processes (default: number of CPUs)")
+    parser.add_argument("--bias", default=None, help="directory of bias frames")
+    parser.add_argument("--dark", default=None, help="directory of dark frames")
+    parser.add_argument("--flat", default=None, help="directory of flat frames")
+    parser.add_argument("--remove-cosmic-rays", action="store_true", default=None,
+                        help="detect and mask cosmic rays (astroscrappy)")
+    parser.add_argument("--target", type=int, default=None,
+                        help="catalogue ID of the target: also write its relative light curves")
+    parser.add_argument("--comparisons", type=int, nargs="+", default=None,
+                        help="catalogue IDs of the comparison stars (default: automatic)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="opticam-like",
+        description="Reduce multi-camera CCD time series to calibrated differential light "
+                    "curves.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sim = commands.add_parser("simulate", help="write a synthetic OPTICAM night with its truth",
+                              description="Write a synthetic OPTICAM night (3 cameras, g r i) "
+                                          "and its truth tables into OUT.")
+    sim.add_argument("out", help="output directory (frames, truth/)")
+    sim.add_argument("--n-images", type=int, default=100, help="frames per camera")
+    sim.add_argument("--seed", type=int, default=0, help="random seed")
+    sim.add_argument("--calibration", action="store_true",
+                     help="also write bias, dark and flat frames into OUT/../calibration")
+    sim.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+    red = commands.add_parser("reduce", help="reduce a directory of frames",
+                              description="Scan, align, stack, build catalogues and measure "
+                                          "every source in every frame.")
+    red.add_argument("data_dir", help="directory of the frames (not modified)")
+    red.add_argument("out", help="output directory")
+    _add_reduce_options(red)
+
+    demo = commands.add_parser("demo", help="simulate a night and reduce it end to end",
+                               description="Simulate a default OPTICAM night into OUT/data, "
+                                           "reduce it into OUT/reduced and write the relative "
+                                           "light curves of the variable source.")
+    demo.add_argument("out", help="output directory")
+    demo.add_argument("--n-images", type=int, default=100, help="frames per camera")
+    demo.add_argument("--n-workers", type=int, default=None, help="worker processes")
+
+    ana = commands.add_parser("analyze", help="timing analysis of relative light curves",
+                              description="Periodograms, power spectra, folded light curves "
+                                          "and inter-band lags of a reduced night's relative "
+                                          "light curves, as PDFs under REDUCED/analysis.")
+    ana.add_argument("reduced", help="a Reducer output directory")
+    ana.add_argument("--period", type=float, default=None,
+                     help="fold at this period (s); default: the strongest periodogram peak")
+    ana.add_argument("--n-bins", type=int, default=10, help="phase bins of the folded curve")
+    return parser
+
+
+def _simulate(args):
+    from data_generator import generate_biases, generate_darks, generate_flats
+    from data_generator import generate_observations
+    out = Path(args.out)
+    generate_observations(out, n_images=args.n_images, seed=args.seed,
+                          overwrite=args.overwrite)
+    print(f"frames and truth written to {out}")
+    if args.calibration:
+        cal = out.parent / "calibration"
+        generate_biases(cal / "bias", seed=args.seed, overwrite=args.overwrite)
+        generate_darks(cal / "dark", seed=args.seed, overwrite=args.overwrite)
+        generate_flats(cal / "flat", seed=args.seed, overwrite=args.overwrite)
+        print(f"calibration frames written to {cal}")
+
+
+def _reduce(args):
+    from .lightcurves import DifferentialPhotometer
+    from .reducer import Reducer
+    with Reducer(args.out, data_directory=args.data_dir, instrument=args.instrument,
+                 config=args.config, n_workers=args.n_workers, bias=args.bias,
+                 dark=args.dark, flat=args.flat, remove_cosmic_rays=args.remove_cosmic_rays,
+                 progress=False if args.no_progress else None) as reducer:
+        reducer.create_catalogs()
+        reducer.photometry()
+        light_curve = reducer.config.get("light_curve", {})
+        target = args.target or light_curve.get("target")
+        comparisons = args.comparisons or light_curve.get("comparisons")
+        if target is not None:
+            diff = DifferentialPhotometer(args.out)
+            for name in reducer.filters:
+                diff.get_relative_light_curve(name, target, comparisons)
+        n_rejected = len(reducer.rejected)
+    print(f"reduced into {args.out}: catalogues in cat/, photometry in lcs/, diagnostics in "
+          f"diag/ ({n_rejected} frames listed in diag/rejected_frames.ecsv)")
+
+
+def _demo(args):
+    from data_generator import generate_observations, load_truth
+    from .lightcurves import DifferentialPhotometer
+    from .reducer import Reducer
+    out = Path(args.out)
+    data, reduced = out / "data", out / "reduced"
+    print(f"simulating {args.n_images} frames per camera into {data}")
+    generate_observations(data, n_images=args.n_images, overwrite=True)
+    truth = load_truth(data)
+    with Reducer(reduced, data_directory=data, n_workers=args.n_workers) as reducer:
+        reducer.create_catalogs()
+        reducer.photometry()
+        diff = DifferentialPhotometer(reduced)
+        written = []
+        for name in reducer.filters:
+            target = _variable_id(reducer.catalogs[name], truth, name,
+                                  reducer.catalogs[name].meta["reference_frame"])
+            diff.get_relative_light_curve(name, target)
+            written.append(f"{name}: source {target}")
+    print(f"reduced into {reduced}")
+    print(f"  catalogues:      {reduced / 'cat'} (catalogs.pdf)")
+    print(f"  photometry:      {reduced / 'lcs'}")
+    print(f"  light curves:    {reduced / 'relative_light_curves'} ({'; '.join(written)})")
+    print(f"  diagnostics:     {reduced / 'diag'}; log: {reduced / 'info.log'}")
+
+
+def _variable_id(catalog, truth, name, reference_file):
+    """Catalogue ID of the simulated variable (nearest source to its true position)."""
+    import numpy as np
+    frame = truth.frame_position(name, reference_file)
+    x, y = truth.variable_position(name, frame)
+    distance = np.hypot(catalog["x"] - x, catalog["y"] - y)
+    return int(catalog["id"][int(np.argmin(distance))])
+
+
+def _analyze(args):
+    from .analysis import Analyzer
+    analyzer = Analyzer.from_directory(args.reduced)
+    written = analyzer.save_report(Path(args.reduced) / "analysis", period=args.period,
+                                   n_bins=args.n_bins)
+    for path in written:
+        print(path)
+
+
+def main(argv=None):
+    """Entry point of ``opticam-like``."""
+    args = _parser().parse_args(argv)
+    from .instruments import ConfigError
+    from .scan import ReductionError
+    try:
+        {"simulate": _simulate, "reduce": _reduce, "demo": _demo,
+         "analyze": _analyze}[args.command](args)
+    except (ConfigError, ReductionError, FileNotFoundError, FileExistsError) as exc:
+        print(f"opticam-like {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Reduction configuration files (TOML).
+
+A reduction is described by a readable TOML file (as hipercam's ``reduce.red``); the effective
+configuration, defaults included, is echoed into ``misc/config.toml`` and into the metadata of
+every table, so each light curve says how it was made. Every key is checked when the file is
+read: a typo or a wrong type stops the run at once with a message that names the file and the
+keyword.
+
+Example
+-------
+.. code-block:: toml
+
+    [instrument]
+    base = "generic"            # or name = "opticam"; or a full profile table
+    [site]
+    lon = -70.70                # deg (east positive)
+    lat = -29.01                # deg
+    height = 2280.0             # m
+    [background]
+    box_size = 64
+    filter_size = 3
+    [detection]
+    threshold = 5.0
+    [[photometry]]
+    type = "aperture"
+    fwhm_scale = 2.0
+"""
+
+from pathlib import Path
+import tomllib
+
+import tomli_w
+
+from .instruments import ConfigError
+
+__all__ = ["load_config", "dump_config", "SCHEMA", "ConfigError"]
+
+_NUMBER = (int, float)
+
+#: Section -> key -> (accepted types, meaning). ``photometry`` is a list of tables, each with a
+#: ``type`` and the keyword arguments of that photometer class.
+SCHEMA = {
+    "instrument": None,  # validated by instruments.profile_from_mapping
+    "site": {
+        "name": (str, "site name known to opticam_like.timing.SITES"),
+        "lon": (_NUMBER, "longitude (deg, east positive)"),
+        "lat": (_NUMBER, "latitude (deg)"),
+        "height": (_NUMBER, "height above sea level (m)"),
+    },
+    "target": {
+        "ra": (_NUMBER + (str,), "target right ascension (deg or sexagesimal hours)"),
+        "dec": (_NUMBER + (str,), "target declination (deg or sexagesimal)"),
+    },
+    "calibration": {
+        "bias": ((str, list), "bias frames: directory or list of files"),
+        "dark": ((str, list), "dark frames: directory or list of files"),
+        "flat": ((str, list), "flat frames: directory or list of files"),
+        "remove_cosmic_rays": (bool, "detect cosmic rays with astroscrappy"),
+    },
+    "background": {
+        "estimator": (str, "'default', 'photutils' or 'sextractor'"),
+        "box_size": (_NUMBER + (list,), "mesh box size (pixels)"),
+        "filter_size": (_NUMBER + (list,), "median filter size (meshes)"),
+    },
+    "detection": {
+        "threshold": (_NUMBER, "detection threshold (x background rms)"),
+        "npixels": (int, "minimum connected pixels"),
+        "fwhm": (_NUMBER, "smoothing kernel FWHM (pixels)"),
+    },
+    "alignment": {
+        "method": (str, "'auto' (astroalign, translation fallback) or 'translation'"),
+        "reference_frame": ((int, str), "index of the reference frame or 'auto'"),
+    },
+    "reduction": {
+        "n_workers": (int, "worker processes"),
+        "progress": (bool, "show progress bars"),
+        "max_sources": (int, "keep at most this many catalogue sources per filter"),
+    },
+    "photometry": list,
+    "light_curve": {
+        "target": (int, "catalogue ID of the target"),
+        "comparisons": (list, "catalogue IDs of the comparison stars"),
+        "photometer": (str, "name of the photometer whose table to use"),
+    },
+}
+
+
+def _check_section(section, table, source):
+    spec = SCHEMA[section]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{section}] must be a table")
+    for key, value in table.items():
+        if key not in spec:
+            raise ConfigError(f"{source}: unknown keyword {key!r} in [{section}]; "
+                              f"known: {', '.join(spec)}")
+        types, meaning = spec[key]
+        if isinstance(value, bool) and bool not in (types if isinstance(types, tuple)
+                                                     else (types,)):
+            raise ConfigError(f"{source}: [{section}] {key} must be {meaning}, not a boolean")
+        if not isinstance(value, types):
+            raise ConfigError(f"{source}: [{section}] {key} must be {meaning}, "
+                              f"got {value!r}")
+
+
+def validate_config(config, source="<config>"):
+    """Check a configuration mapping against :data:`SCHEMA`.
+
+    Parameters
+    ----------
+    config : dict
+        Parsed configuration.
+    source : str
+        File name used in messages.
+
+    Returns
+    -------
+    dict
+        The same mapping.
+
+    Raises
+    ------
+    ConfigError
+        Unknown section or keyword, or a value of the wrong type (named).
+    """
+    for section, table in config.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}]; "
+                              f"known: {', '.join(SCHEMA)}")
+        if section == "instrument":
+            if not isinstance(table, (str, dict)):
+                raise ConfigError(f"{source}: 'instrument' must be a name, a .toml path "
+                                  "or a table")
+        elif section == "photometry":
+            if not isinstance(table, list) or not all(isinstance(t, dict) for t in table):
+                raise ConfigError(f"{source}: photometers are given as [[photometry]] tables")
+            for number, entry in enumerate(table, 1):
+                if "type" not in entry:
+                    raise ConfigError(f"{source}: [[photometry]] number {number} has no "
+                                      "'type' keyword ('aperture', 'optimal' or 'psf')")
+        else:
+            _check_section(section, table, source)
+    return config
+
+
+def load_config(path):
+    """Read and validate a reduction configuration file.
+
+    Parameters
+    ----------
+    path : str or Path
+        TOML file.
+
+    Returns
+    -------
+    dict
+        The validated configuration; relative paths inside it stay as written.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, invalid TOML, or an invalid section/keyword (the message names the file
+        and the keyword).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        config = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return validate_config(config, source=str(path))
+
+
+def dump_config(config):
+    """The configuration as TOML text (None values are left out)."""
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value if v is not None]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+    return tomli_w.dumps(clean(config))

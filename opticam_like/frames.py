@@ -1,0 +1,341 @@
+"""One frame: its parsed header (:class:`FrameInfo`) and its pixels (:func:`read_frame`).
+
+Every header is read through an :class:`~opticam_like.instruments.InstrumentProfile`, so the
+rest of the pipeline never touches raw keywords. Problems with one frame raise
+:class:`FrameError`, which names the file and the reason; the reducer lists such frames and
+goes on.
+"""
+
+from dataclasses import dataclass
+import math
+from pathlib import Path
+import re
+import warnings
+
+import numpy as np
+from astropy.coordinates import Angle
+from astropy.io import fits
+from astropy.time import Time
+import astropy.units as u
+
+from .instruments import load_profile
+
+__all__ = ["FrameInfo", "Frame", "FrameError", "read_header", "read_frame", "FITS_SUFFIXES",
+           "is_fits_file", "parse_binning"]
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")
+
+
+class FrameError(Exception):
+    """A frame cannot be used.
+
+    Parameters
+    ----------
+    path : str
+        The frame's file.
+    reason : str
+        What is wrong, in words a user can act on.
+    keyword : str, optional
+        The header keyword concerned, if any.
+    """
+
+    def __init__(self, path, reason, keyword=None):
+        self.path = str(path)
+        self.reason = reason
+        self.keyword = keyword
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What the pipeline needs to know about one frame, parsed from its header.
+
+    Attributes
+    ----------
+    path : str
+        File path.
+    camera, filter, binning : str
+        Camera identifier, filter name and binning (``'4x4'``).
+    shape : tuple of int
+        Image shape ``(ny, nx)``.
+    gain : float
+        Gain (e-/ADU).
+    read_noise : float
+        Read noise (e-); NaN when unknown.
+    exposure : float
+        Exposure time (s).
+    dark_current : float
+        Dark current (e-/s/pixel).
+    saturation : float
+        Saturation level (ADU, raw).
+    time : astropy.time.Time
+        Mid-exposure time (scalar, in the profile's time scale, normally UTC).
+    time_keyword : str
+        The header keyword the time came from.
+    ra, dec : float
+        Target coordinates (deg); NaN when the header has none.
+    observatory, image_type, object : str
+        Header strings ('' when absent).
+    """
+
+    path: str
+    camera: str
+    filter: str
+    binning: str
+    shape: tuple
+    gain: float
+    read_noise: float
+    exposure: float
+    dark_current: float
+    saturation: float
+    time: Time
+    time_keyword: str
+    ra: float
+    dec: float
+    observatory: str = ""
+    image_type: str = ""
+    object: str = ""
+
+    @property
+    def name(self):
+        """File name without the directory."""
+        return Path(self.path).name
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame's pixels and parsed header.
+
+    Attributes
+    ----------
+    data : ndarray, shape (ny, nx), float32
+        Raw pixel values (ADU), with BSCALE/BZERO applied.
+    info : FrameInfo
+    header : astropy.io.fits.Header
+    """
+
+    data: np.ndarray
+    info: FrameInfo
+    header: fits.Header
+
+
+def is_fits_file(path):
+    """True when the file name ends with a FITS suffix (``.fits``, ``.fit``, ``.fts``, ``.gz``)."""
+    name = Path(path).name.lower()
+    return name.endswith(FITS_SUFFIXES) and not name.startswith(".")
+
+
+def parse_binning(value):
+    """Normalise a binning value to ``'NxM'``.
+
+    Parameters
+    ----------
+    value : str or int
+        ``'4x4'``, ``'4 4'`` (CCDSUM), ``'4'`` or ``4``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        When the value is not a binning.
+    """
+    numbers = re.findall(r"\d+", str(value))
+    if len(numbers) == 1:
+        numbers = numbers * 2
+    if len(numbers) != 2 or re.search(r"[^\dxX*,\s]", str(value).strip()):
+        raise ValueError(f"cannot parse binning {value!r}")
+    return f"{int(numbers[0])}x{int(numbers[1])}"
+
+
+def _lookup(header, profile, quantity):
+    """First header keyword of the profile present for ``quantity``, else the default."""
+    for key in profile.header_keywords(quantity):
+        if key in header and header[key] not in (None, ""):
+            value = header[key]
+            if isinstance(value, str):
+                value = value.strip()
+            return key, value
+    if quantity in profile.defaults:
+        return None, profile.defaults[quantity]
+    return None, None
+
+
+def _as_float(path, key, quantity, value):
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise FrameError(path, f"keyword {key} ({quantity}) is not a number: {value!r}",
+                         keyword=key) from None
+    if not math.isfinite(result):
+        raise FrameError(path, f"keyword {key} ({quantity}) is not finite", keyword=key)
+    return result
+
+
+def _parse_angle(value, unit):
+    if value is None:
+        return math.nan
+    try:
+        if isinstance(value, str) and re.search(r"[:hdms\s]", value.strip()):
+            return float(Angle(value, unit=unit).deg)
+        return float(value)
+    except (ValueError, TypeError):
+        return math.nan
+
+
+def _parse_time(header, profile, path):
+    for entry in profile.time_keywords:
+        entry, _, fmt = entry.partition(":")
+        keys = entry.split("+")
+        if not all(k in header and header[k] not in (None, "") for k in keys):
+            continue
+        values = [str(header[k]).strip() for k in keys]
+        text = "T".join(values)
+        try:
+            if fmt:
+                return Time(float(values[0]), format=fmt, scale=profile.time_scale), entry
+            return Time(text.replace(" ", "T", 1) if len(keys) == 1 else text,
+                        scale=profile.time_scale, precision=6), entry
+        except (ValueError, TypeError):
+            raise FrameError(path, f"cannot parse time keyword {entry} = {text!r}",
+                             keyword=entry) from None
+    raise FrameError(path, "no time keyword: none of "
+                     f"{', '.join(profile.time_keywords)} is in the header",
+                     keyword=profile.time_keywords[0])
+
+
+def _header_info(header, shape, path, profile):
+    values = {}
+    for quantity in ("filter", "binning", "gain", "read_noise", "exposure", "dark_current",
+                     "camera", "saturation", "observatory", "image_type", "object"):
+        key, value = _lookup(header, profile, quantity)
+        if value is None and quantity in profile.required:
+            keys = profile.header_keywords(quantity) or (quantity,)
+            raise FrameError(path, f"missing keyword {' / '.join(keys)} ({quantity})",
+                             keyword=keys[0])
+        values[quantity] = (key, value)
+    numbers = {}
+    for quantity in ("gain", "read_noise", "exposure", "dark_current", "saturation"):
+        key, value = values[quantity]
+        numbers[quantity] = math.nan if value is None else _as_float(path, key, quantity, value)
+    if not numbers["gain"] > 0:
+        raise FrameError(path, f"gain must be positive, got {numbers['gain']}",
+                         keyword=values["gain"][0])
+    if numbers["exposure"] < 0:
+        raise FrameError(path, f"negative exposure {numbers['exposure']}",
+                         keyword=values["exposure"][0])
+    binning_key, binning = values["binning"]
+    try:
+        binning = parse_binning(binning if binning is not None else "1x1")
+    except ValueError:
+        raise FrameError(path, f"keyword {binning_key} is not a binning: {binning!r}",
+                         keyword=binning_key) from None
+    stamp, time_key = _parse_time(header, profile, path)
+    half = numbers["exposure"] / 2 * u.s
+    offset = {"start": half, "mid": 0 * u.s, "end": -half}[profile.time_reference]
+    _, ra = _lookup(header, profile, "ra")
+    _, dec = _lookup(header, profile, "dec")
+    return FrameInfo(
+        path=str(path),
+        camera=str(values["camera"][1] if values["camera"][1] is not None else "1"),
+        filter=str(values["filter"][1]).strip(),
+        binning=binning,
+        shape=tuple(int(n) for n in shape),
+        gain=numbers["gain"],
+        read_noise=numbers["read_noise"],
+        exposure=numbers["exposure"],
+        dark_current=0.0 if math.isnan(numbers["dark_current"]) else numbers["dark_current"],
+        saturation=math.inf if math.isnan(numbers["saturation"]) else numbers["saturation"],
+        time=stamp + offset,
+        time_keyword=time_key,
+        ra=_parse_angle(ra, u.hourangle),
+        dec=_parse_angle(dec, u.deg),
+        observatory=str(values["observatory"][1] or ""),
+        image_type=str(values["image_type"][1] or ""),
+        object=str(values["object"][1] or ""),
+    )
+
+
+def _image_hdu(hdul, path):
+    for hdu in hdul:
+        if hdu.is_image and hdu.header.get("NAXIS", 0) == 2:
+            return hdu
+    raise FrameError(path, "no 2-D image in any HDU")
+
+
+def _open(path):
+    """Open a FITS file; truncation and read errors become :class:`FrameError`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*truncated.*")
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            return fits.open(path, memmap=False)
+    except (OSError, ValueError, TypeError, UserWarning) as exc:
+        raise FrameError(path, f"cannot read FITS file ({exc})") from None
+
+
+def read_header(path, profile="opticam"):
+    """Parse one frame's header (the pixels are not read).
+
+    Parameters
+    ----------
+    path : str or Path
+        A FITS file.
+    profile : InstrumentProfile or str
+        How to read the header.
+
+    Returns
+    -------
+    FrameInfo
+
+    Raises
+    ------
+    FrameError
+        Unreadable or truncated file, no 2-D image, missing or invalid keyword (named).
+    """
+    profile = load_profile(profile)
+    with _open(path) as hdul:
+        hdu = _image_hdu(hdul, path)
+        header = hdu.header
+        shape = (header["NAXIS2"], header["NAXIS1"])
+        return _header_info(header, shape, path, profile)
+
+
+def read_frame(path, profile="opticam"):
+    """Read one frame: pixels as float32 ADU and the parsed header.
+
+    Parameters
+    ----------
+    path : str or Path
+        A FITS file.
+    profile : InstrumentProfile or str
+        How to read the header.
+
+    Returns
+    -------
+    Frame
+
+    Raises
+    ------
+    FrameError
+        Unreadable or truncated file, missing keyword, or no finite pixel.
+    """
+    profile = load_profile(profile)
+    with _open(path) as hdul:
+        hdu = _image_hdu(hdul, path)
+        header = hdu.header.copy()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                data = np.asarray(hdu.data, dtype=np.float32)
+        except (OSError, ValueError, TypeError) as exc:
+            raise FrameError(path, f"cannot read the pixels ({exc}); the file may be "
+                             "truncated") from None
+    if data.ndim != 2:
+        raise FrameError(path, f"image has {data.ndim} dimensions, expected 2")
+    if not np.isfinite(data).any():
+        raise FrameError(path, "no finite pixel (all NaN or inf)")
+    info = _header_info(header, data.shape, path, profile)
+    return Frame(data=data, info=info, header=header)

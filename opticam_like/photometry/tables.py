@@ -1,0 +1,84 @@
+"""Assemble the per-frame photometry of one filter and photometer into a table."""
+
+import numpy as np
+from astropy.table import Table
+
+from ..flags import PhotFlag
+
+__all__ = ["photometry_table"]
+
+VECTOR_COLUMNS = ("flux", "flux_err", "background", "area", "flags")
+
+
+def photometry_table(name, files, times, time_name, exposures, rows, frame_flags, n_sources):
+    """One row per frame (rejected frames included, with NaN values and a flag).
+
+    Parameters
+    ----------
+    name : str
+        Photometer name.
+    files : list of str
+        Frame file names, in time order.
+    times : astropy.time.Time, shape (n_frames,)
+        Mid-exposure times (the column is called ``time_name``).
+    time_name : str
+        ``'bjd_tdb'`` or ``'mjd_utc'``.
+    exposures : ndarray, shape (n_frames,)
+        Exposure times (s).
+    rows : list of PhotometryRow or FrameFailure
+        Photometry-pass results per frame.
+    frame_flags : ndarray of int, shape (n_frames,)
+        Flags of whole frames (``NOT_ALIGNED``, ``BAD_TIME``); ``FRAME_REJECTED`` is added
+        here for failed frames.
+    n_sources : int
+        Catalogue length.
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``frame``, ``file``, the time, ``exposure``, ``fwhm``, ``aperture_radius``,
+        ``background_median``, ``frame_flags`` and per-source vectors of length ``n_sources``:
+        ``x``, ``y``, ``flux``, ``flux_err``, ``background``, ``area``, ``flags``.
+    """
+    n_frames = len(files)
+    vectors = {c: np.full((n_frames, n_sources), np.nan) for c in VECTOR_COLUMNS}
+    vectors["flags"] = np.zeros((n_frames, n_sources), dtype=np.int32)
+    x = np.full((n_frames, n_sources), np.nan)
+    y = np.full((n_frames, n_sources), np.nan)
+    fwhm = np.full(n_frames, np.nan)
+    radius = np.full(n_frames, np.nan)
+    bkg = np.full(n_frames, np.nan)
+    frame_flags = np.array(frame_flags, dtype=np.int32)
+    noise_methods = set()
+    for i, row in enumerate(rows):
+        if not hasattr(row, "results"):
+            frame_flags[i] |= PhotFlag.FRAME_REJECTED
+            continue
+        result = row.results[name]
+        for column in VECTOR_COLUMNS:
+            vectors[column][i] = result[column]
+        x[i], y[i] = row.x, row.y
+        fwhm[i], bkg[i] = row.fwhm, row.background_median
+        radius[i] = result["meta"].get("radius", np.nan)
+        noise_methods.add(result["meta"].get("noise_method", ""))
+    vectors["flags"] |= frame_flags[:, None]
+    table = Table()
+    table["frame"] = np.arange(n_frames)
+    table["file"] = files
+    table[time_name] = times
+    table["exposure"] = np.asarray(exposures, dtype=float)
+    table["fwhm"] = fwhm
+    table["aperture_radius"] = radius
+    table["background_median"] = bkg
+    table["frame_flags"] = frame_flags
+    table["x"], table["y"] = x, y
+    for column in VECTOR_COLUMNS:
+        table[column] = vectors[column]
+    units = {"flux": "electron", "flux_err": "electron", "background": "electron / pix",
+             "x": "pix", "y": "pix", "fwhm": "pix", "aperture_radius": "pix",
+             "exposure": "s", "area": "pix", "background_median": "electron / pix"}
+    for column, unit in units.items():
+        table[column].unit = unit
+    table.meta["PHOTOMETER"] = name
+    table.meta["NOISE"] = ",".join(sorted(m for m in noise_methods if m))
+    return table

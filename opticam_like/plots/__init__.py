@@ -1,0 +1,1 @@
+"""Every PDF the pipeline writes. Plot functions take results and compute nothing."""

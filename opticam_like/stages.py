@@ -1,0 +1,329 @@
+"""Per-frame work of each pass of the Reducer.
+
+Each function here is a pure function of a small frame description (:class:`FrameItem`: a path
+and a few numbers) and a small frozen context, so the same code runs serially, on a process
+pool or on a Dask cluster (:mod:`opticam_like.parallel`). A frame is read and calibrated once
+per pass, and its global background is computed once and shared by every photometer of the
+pass. Results are small rows; the parent process writes the tables.
+"""
+
+from dataclasses import dataclass
+import inspect
+import math
+
+import numpy as np
+
+from .alignment import AlignmentError, Transform, find_transform, warp_to_reference
+from .calibration import calibrate
+from .detection import FWHM_PER_SIGMA, moment_covariance, recentre
+from .flags import PhotFlag
+from .frames import FrameError, read_frame
+from .photometry.kernels import cutouts
+from .photometry.photometers import MeasureInput
+
+__all__ = ["FrameItem", "PassContext", "CatalogRow", "PhotometryRow", "apply_background",
+           "prepare_frame", "detect_frame", "catalog_frame", "photometry_frame",
+           "frame_fwhm"]
+
+
+@dataclass(frozen=True)
+class FrameItem:
+    """What a worker is told about one frame.
+
+    Attributes
+    ----------
+    path : str
+        The frame's file.
+    index : int
+        Position of the frame in its filter's time-ordered list.
+    matrix : tuple of float, optional
+        Reference -> frame affine matrix (9 floats, row-major), for the photometry pass.
+    fwhm : float
+        FWHM measured in the catalogue pass (pixels; NaN if unknown).
+    position_flags : int
+        Flags every source of the frame inherits (e.g. ``NOT_ALIGNED``).
+    """
+
+    path: str
+    index: int
+    matrix: tuple | None = None
+    fwhm: float = math.nan
+    position_flags: int = 0
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """What every frame of a pass shares (small and picklable).
+
+    Attributes
+    ----------
+    profile : InstrumentProfile
+    calibration : CalibrationSet or None
+    remove_cosmic_rays : bool
+    background : callable
+        Global background estimator (see the contract in ``docs/DESIGN.md``).
+    finder : callable
+        Source finder.
+    reference_xy : ndarray, shape (N, 2), optional
+        Star positions in the reference frame, brightest first (catalogue pass).
+    reference_shape : tuple of int, optional
+        Shape of the reference grid (catalogue pass).
+    alignment : str
+        ``find_transform`` method.
+    catalog_xy : ndarray, shape (M, 2), optional
+        Catalogue positions in the reference frame (photometry pass).
+    guide : ndarray of int, optional
+        Indices of the catalogue stars used to refine positions and measure the FWHM.
+    photometers : tuple
+        Photometers of the pass.
+    recentre : {'transform', 'each', 'none'}
+        How positions are refined: one common offset measured on the guide stars, every
+        source on its own, or not at all.
+    fwhm_guess : float
+        FWHM (pixels) used when a frame has none.
+    n_sky_global : int
+        Pixels behind one value of the global background (its error).
+    """
+
+    profile: object
+    calibration: object = None
+    remove_cosmic_rays: bool = False
+    background: object = None
+    finder: object = None
+    reference_xy: np.ndarray | None = None
+    reference_shape: tuple | None = None
+    alignment: str = "auto"
+    catalog_xy: np.ndarray | None = None
+    guide: np.ndarray | None = None
+    photometers: tuple = ()
+    recentre: str = "transform"
+    fwhm_guess: float = 3.0
+    n_sky_global: int = 4096
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    """Result of the catalogue pass for one frame."""
+
+    index: int
+    background_median: float
+    background_rms_median: float
+    fwhm: float
+    n_detected: int
+    transform: Transform | None
+    align_error: str | None
+    xy: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PhotometryRow:
+    """Result of the photometry pass for one frame."""
+
+    index: int
+    x: np.ndarray
+    y: np.ndarray
+    fwhm: float
+    background_median: float
+    position_flags: np.ndarray
+    results: dict
+
+
+def _accepts_mask(func):
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return "mask" in parameters or any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+
+
+def apply_background(background, data, mask):
+    """Run a global background estimator under the pipeline's contract.
+
+    Parameters
+    ----------
+    background : callable
+        ``background(data, mask=None)`` (or ``background(data)``, which then gets the masked
+        pixels as NaN) returning an object with ``background``, ``background_rms``,
+        ``background_median`` and ``background_rms_median`` (a photutils ``Background2D``
+        qualifies).
+    data : ndarray, shape (ny, nx)
+        Calibrated image (e-).
+    mask : ndarray of bool, shape (ny, nx)
+        Bad pixels.
+
+    Returns
+    -------
+    object
+        The estimator's result.
+
+    Raises
+    ------
+    FrameError
+        When the result lacks the attributes or has the wrong shape.
+    """
+    if _accepts_mask(background):
+        result = background(data, mask=mask if mask.any() else None)
+    else:
+        result = background(np.where(mask, np.nan, data))
+    for name in ("background", "background_rms"):
+        value = getattr(result, name, None)
+        if value is None or np.shape(value) != data.shape:
+            raise TypeError(f"the background estimator returned {type(result).__name__} "
+                            f"without a {name} map of shape {data.shape}")
+    return result
+
+
+def prepare_frame(item, ctx, timer):
+    """Read, calibrate and background-subtract one frame.
+
+    Returns
+    -------
+    calibrated : CalibratedFrame
+    background : object
+        The background estimator's result.
+    data : ndarray, shape (ny, nx), float32
+        Calibrated image minus the global background (e-); masked pixels keep their value
+        (the mask travels with ``calibrated``).
+    """
+    timer.step("read")
+    frame = read_frame(item.path, ctx.profile)
+    timer.step("calibrate")
+    calibrated = calibrate(frame, ctx.calibration, remove_cosmic_rays=ctx.remove_cosmic_rays)
+    timer.step("background")
+    background = apply_background(ctx.background, calibrated.data, calibrated.mask)
+    data = (calibrated.data - np.asarray(background.background, dtype=np.float32))
+    return calibrated, background, data.astype(np.float32, copy=False)
+
+
+def frame_fwhm(sources, default=math.nan, n_brightest=20):
+    """Frame FWHM: median ``fwhm`` of the brightest unflagged detections (pixels)."""
+    if len(sources) == 0:
+        return default
+    good = sources[np.asarray(sources["flags"]) == 0][:n_brightest]
+    if len(good) == 0:
+        return default
+    return float(np.median(good["fwhm"]))
+
+
+def detect_frame(item, ctx, timer):
+    """Detect the stars of one frame (used to choose the reference frame).
+
+    Returns
+    -------
+    CatalogRow
+        With ``transform`` None and ``xy`` the detected positions, brightest first.
+    """
+    calibrated, background, data = prepare_frame(item, ctx, timer)
+    timer.step("detect")
+    sources = ctx.finder(data, background.background_rms, mask=calibrated.mask)
+    return CatalogRow(item.index, float(background.background_median),
+                      float(background.background_rms_median), frame_fwhm(sources),
+                      len(sources), None, None,
+                      np.column_stack([sources["x"], sources["y"]]).astype(float))
+
+
+def catalog_frame(item, ctx, timer, stack):
+    """Catalogue pass for one frame: detect, align to the reference, add to the stack.
+
+    A frame that cannot be aligned is not stacked; its row says why (``align_error``).
+    """
+    calibrated, background, data = prepare_frame(item, ctx, timer)
+    timer.step("detect")
+    sources = ctx.finder(data, background.background_rms, mask=calibrated.mask)
+    xy = np.column_stack([sources["x"], sources["y"]]).astype(float)
+    timer.step("align")
+    try:
+        transform = find_transform(xy, ctx.reference_xy, method=ctx.alignment)
+        error = None
+    except AlignmentError as exc:
+        transform, error = None, exc.reason
+    if transform is not None:
+        timer.step("stack")
+        good = np.where(calibrated.mask, np.nan, data)
+        stack.add(warp_to_reference(good, transform, ctx.reference_shape))
+    return CatalogRow(item.index, float(background.background_median),
+                      float(background.background_rms_median), frame_fwhm(sources),
+                      len(sources), transform, error)
+
+
+def _sample(image, x, y):
+    ny, nx = image.shape
+    xi = np.clip(np.rint(np.nan_to_num(x)).astype(int), 0, nx - 1)
+    yi = np.clip(np.rint(np.nan_to_num(y)).astype(int), 0, ny - 1)
+    return np.asarray(image, dtype=float)[yi, xi]
+
+
+def measure_fwhm(data, x, y, guess):
+    """FWHM (pixels) from the second moments of bright stars at known positions.
+
+    The median over the stars of ``2.3548 sqrt((cxx + cyy) / 2)``, with the moments of
+    cut-outs reaching 4 sigma of the guessed FWHM (:func:`~opticam_like.detection.moment_covariance`).
+    Returns NaN when no star gives a positive moment.
+    """
+    half = int(math.ceil(4 * guess / FWHM_PER_SIGMA + 0.5))
+    stamps, x0, y0 = cutouts(data, x, y, half)
+    values = []
+    for stamp, xs, ys in zip(stamps, x - x0, y - y0):
+        if not np.all(np.isfinite(stamp)):
+            continue
+        try:
+            cxx, cyy, _ = moment_covariance(stamp, xs, ys)
+        except ValueError:
+            continue
+        if cxx > 0 and cyy > 0:
+            values.append(FWHM_PER_SIGMA * math.sqrt((cxx + cyy) / 2))
+    return float(np.median(values)) if values else math.nan
+
+
+def _refine_positions(data, mask, x, y, guide, fwhm, mode):
+    """Refined positions and per-source flags (see ``PassContext.recentre``)."""
+    flags = np.zeros(len(x), dtype=np.int32)
+    if mode == "none" or len(x) == 0:
+        return x, y, flags
+    if mode == "each":
+        xr, yr, failed = recentre(data, x, y, fwhm, mask=mask)
+        flags[failed] |= PhotFlag.RECENTRE_FAILED
+        return xr, yr, flags
+    xr, yr, failed = recentre(data, x[guide], y[guide], fwhm, mask=mask)
+    ok = ~failed
+    if not ok.any():
+        flags |= PhotFlag.RECENTRE_FAILED
+        return x, y, flags
+    dx = float(np.median(xr[ok] - x[guide][ok]))
+    dy = float(np.median(yr[ok] - y[guide][ok]))
+    return x + dx, y + dy, flags
+
+
+def photometry_frame(item, ctx, timer):
+    """Photometry pass for one frame: positions from the transform, every photometer.
+
+    Returns
+    -------
+    PhotometryRow
+    """
+    calibrated, background, data = prepare_frame(item, ctx, timer)
+    info = calibrated.info
+    timer.step("positions")
+    if item.matrix is None:
+        raise FrameError(item.path, "no transform (neither measured nor interpolated)")
+    transform = Transform(np.reshape(item.matrix, (3, 3)))
+    x, y = transform.apply(ctx.catalog_xy[:, 0], ctx.catalog_xy[:, 1])
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    fwhm = item.fwhm if np.isfinite(item.fwhm) else ctx.fwhm_guess
+    x, y, flags = _refine_positions(data, calibrated.mask, x, y, ctx.guide, fwhm, ctx.recentre)
+    measured = measure_fwhm(data, x[ctx.guide], y[ctx.guide], fwhm)
+    if np.isfinite(measured):
+        fwhm = measured
+    flags |= item.position_flags
+    timer.step("photometry")
+    read_noise = info.read_noise
+    measure_input = MeasureInput(
+        data=data, pixel_flags=calibrated.pixel_flags, x=x, y=y,
+        sky=_sample(background.background, x, y),
+        sky_rms=_sample(background.background_rms, x, y),
+        fwhm=fwhm, read_noise=read_noise, dark=info.dark_current * info.exposure,
+        bias_subtracted=calibrated.bias_subtracted, n_sky_global=ctx.n_sky_global,
+        position_flags=flags)
+    results = {p.name: p.measure(measure_input) for p in ctx.photometers}
+    return PhotometryRow(item.index, x, y, fwhm, float(background.background_median), flags,
+                         results)

@@ -1,0 +1,33 @@
+import pytest
+
+from opticam_like.config import ConfigError, dump_config, load_config
+
+
+def test_valid_config_round_trip(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('instrument = "generic"\n[site]\nlon = -70.7\nlat = -29.0\nheight = 2280\n'
+                    '[background]\nbox_size = 32\n[[photometry]]\ntype = "aperture"\n'
+                    'fwhm_scale = 2.0\n')
+    config = load_config(path)
+    assert config["background"]["box_size"] == 32
+    assert config["photometry"][0]["fwhm_scale"] == 2.0
+    text = dump_config(config)
+    path.write_text(text)
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[backgroud]\nbox_size = 3\n", "backgroud"),
+    ("[background]\nbox_sise = 3\n", "box_sise"),
+    ('[background]\nbox_size = "big"\n', "box_size"),
+    ("[reduction]\nprogress = 1\n", "progress"),
+    ("[detection]\nthreshold = true\n", "threshold"),
+    ('[[photometry]]\nradius = 3\n', "type"),
+    ("[site\n", "not valid TOML"),
+])
+def test_errors_name_file_and_keyword(tmp_path, text, needle):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and needle in str(info.value)

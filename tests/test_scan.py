@@ -1,0 +1,69 @@
+import pytest
+
+from conftest import write_opticam_frame
+from opticam_like.instruments import load_profile
+from opticam_like.parallel import WorkerPool
+from opticam_like.scan import ReductionError, scan_frames
+
+
+def _night(folder, n=6, **header):
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        for cam, band in (("C1", "g"), ("C2", "r")):
+            write_opticam_frame(folder / f"{cam}_{band}_{i:03d}.fits", CAMERA=cam, FILTER=band,
+                                GPSTIME=f"2024-01-01 00:00:{i:02d}.500000", **header)
+    return folder
+
+
+def test_groups_sorted_and_rejections(tmp_path):
+    folder = _night(tmp_path / "data")
+    write_opticam_frame(folder / "nofilter.fits", FILTER=None)
+    (folder / "broken.fits").write_bytes(b"SIMPLE  =")
+    (folder / "notes.txt").write_text("not a frame")
+    write_opticam_frame(folder / "bias.fits", IMAGETYP="bias")
+    result = scan_frames([folder], load_profile("opticam"))
+    assert list(result.groups) == ["g", "r"]
+    assert [len(v) for v in result.groups.values()] == [6, 6]
+    times = [i.time.mjd for i in result.groups["g"]]
+    assert times == sorted(times)
+    reasons = {r.path.split("/")[-1]: r.reason for r in result.rejected}
+    assert set(reasons) == {"nofilter.fits", "broken.fits", "bias.fits"}
+    assert "FILTER" in reasons["nofilter.fits"]
+    assert "bias" in reasons["bias.fits"]
+
+
+def test_parallel_scan_equals_serial(tmp_path):
+    folder = _night(tmp_path / "data")
+    write_opticam_frame(folder / "nofilter.fits", FILTER=None)
+    serial = scan_frames([folder], load_profile("opticam"))
+    with WorkerPool(2, progress=False) as pool:
+        parallel = scan_frames([folder], load_profile("opticam"), pool=pool)
+    assert [i.path for i in serial.groups["g"]] == [i.path for i in parallel.groups["g"]]
+    assert [r.reason for r in serial.rejected] == [r.reason for r in parallel.rejected]
+
+
+def test_mixed_binning_stops(tmp_path):
+    folder = _night(tmp_path / "data", n=3)
+    write_opticam_frame(folder / "odd.fits", BINNING="2x2")
+    with pytest.raises(ReductionError, match=r"mix binnings: 4x4 \(6 frames.*2x2 \(1 frames, e.g. odd.fits"):
+        scan_frames([folder], load_profile("opticam"))
+
+
+def test_no_frames_stops(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReductionError, match="no FITS frames"):
+        scan_frames([tmp_path / "empty"], load_profile("opticam"))
+    with pytest.raises(ReductionError, match="does not exist"):
+        scan_frames([tmp_path / "missing"], load_profile("opticam"))
+
+
+def test_unknown_filter_and_gap_warnings(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i, second in enumerate([0, 1, 2, 3, 10, 11]):
+        write_opticam_frame(folder / f"f{i}.fits", FILTER="Halpha",
+                            GPSTIME=f"2024-01-01 00:00:{second:02d}.000000")
+    result = scan_frames([folder], load_profile("opticam"))
+    text = " ".join(result.warnings)
+    assert "unknown filter 'Halpha'" in text
+    assert "1 time gaps" in text and "7.0 s" in text
