@@ -132,9 +132,10 @@ class SimulationParameters:
     n_saturated : int
         ... except the ``n_saturated`` brightest stars, made bright enough to saturate in every
         frame (default 0).
-    variable_index : int or None
-        0-based id (brightness rank in the first filter) of the variable star (default 2, the
-        third brightest); ``None`` for no variable.
+    variable_index : int, 'auto' or None
+        0-based id (brightness rank in the first filter) of the variable star; ``'auto'``
+        (default) is the third brightest (2), or the faintest when there are fewer than three
+        stars; ``None`` for no variable.
     variable_rms : float
         Fractional RMS of the sinusoid (default 0.02).
     variable_frequency : float
@@ -207,7 +208,7 @@ class SimulationParameters:
     margin: float | None = None
     peak_limit: float = 0.8
     n_saturated: int = 0
-    variable_index: int | None = 2
+    variable_index: int | str | None = "auto"
     variable_rms: float = 0.02
     variable_frequency: float = 0.135
     variable_lags: object = None
@@ -311,8 +312,11 @@ class SimulationParameters:
         resolved["margin"] = float(5 * self.fwhm if self.margin is None else self.margin)
         _require(resolved["min_separation"] >= 0 and resolved["margin"] >= 0,
                  "min_separation, margin: must be >= 0 pixels")
-        if self.variable_index is not None:
-            _require(int(self.variable_index) == self.variable_index
+        if self.variable_index == "auto":
+            resolved["variable_index"] = min(2, resolved["n_sources"] - 1)
+        elif self.variable_index is not None:
+            _require(not isinstance(self.variable_index, str)
+                     and int(self.variable_index) == self.variable_index
                      and 0 <= self.variable_index < self.n_sources,
                      f"variable_index: must be in [0, n_sources), got {self.variable_index}")
             resolved["variable_index"] = int(self.variable_index)

@@ -71,6 +71,7 @@ class Truth:
         self.path = self.directory / TRUTH_FOLDER
         if not self.path.is_dir():
             raise FileNotFoundError(f"no truth folder {self.path}: not a generated night")
+        self._fluxes = {}
 
     def _file(self, name):
         path = self.path / name
@@ -95,7 +96,9 @@ class Truth:
 
     def fluxes(self, band):
         """`~astropy.table.Table`: ``fluxes_{band}.fits`` (vector columns, see module doc)."""
-        return Table.read(self._file(f"fluxes_{band}.fits"))
+        if band not in self._fluxes:
+            self._fluxes[band] = Table.read(self._file(f"fluxes_{band}.fits"))
+        return self._fluxes[band]
 
     def cosmic_rays(self, band, kind=None):
         """`~astropy.table.Table`: pixels hit by cosmic rays in the frames of ``band``.
@@ -120,6 +123,51 @@ class Truth:
         maps["dead"] = maps["dead"].astype(bool)
         return maps
 
+    def frame_position(self, band, file):
+        """Index of a frame in the sequence of its filter.
+
+        Parameters
+        ----------
+        band : str
+            Filter.
+        file : path-like
+            The frame (its name is matched, whatever its folder or compression suffix).
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        KeyError
+            If no frame of ``band`` has that name.
+        """
+        stem = Path(file).name.removesuffix(".gz").removesuffix(".fits")
+        frames = self.frames[self.frames["filter"] == band]
+        for name, index in zip(frames["file"], frames["index"]):
+            if name.removesuffix(".gz").removesuffix(".fits") == stem:
+                return int(index)
+        raise KeyError(f"no {band} frame named {Path(file).name} in the truth")
+
+    def positions(self, band, frame):
+        """ndarray (n_sources, 2): true ``(x, y)`` of every star in frame ``frame`` of ``band``."""
+        fluxes = self.fluxes(band)
+        return np.stack([fluxes["x"][frame], fluxes["y"][frame]], axis=1)
+
+    def variable_position(self, band, frame):
+        """(float, float): true ``(x, y)`` of the variable star in frame ``frame`` of ``band``.
+
+        Raises
+        ------
+        ValueError
+            If the night has no variable star.
+        """
+        ids = np.flatnonzero(self.sources["is_variable"])
+        if not len(ids):
+            raise ValueError("this night has no variable star")
+        x, y = self.positions(band, frame)[ids[0]]
+        return float(x), float(y)
+
     def calibration_frames(self, kind):
         """`~astropy.table.Table`: ``{kind}_frames.ecsv`` of calibration frames."""
         return Table.read(self._file(f"{kind}_frames.ecsv"))
@@ -141,8 +189,9 @@ def load_truth(out_directory):
     -------
     Truth
         Lazy accessors: ``parameters``, ``frames``, ``sources``, ``fluxes(filter)``,
-        ``cosmic_rays(filter, kind=None)``, ``detector(camera)``, ``calibration_frames(kind)``,
-        ``calibration_parameters(kind)``.
+        ``cosmic_rays(filter, kind=None)``, ``detector(camera)``, ``positions(filter, frame)``,
+        ``variable_position(filter, frame)``, ``frame_position(filter, file)``,
+        ``calibration_frames(kind)``, ``calibration_parameters(kind)``.
 
     Raises
     ------

@@ -292,7 +292,8 @@ class DefaultFinder:
             bad |= mask
         bad = bad if bad.any() else None
 
-        detected = self._detection_image(data, bad) > self.threshold * rms
+        image = self._detection_image(data, bad)
+        detected = image > self.threshold * rms
         if bad is not None:
             detected &= ~bad
         if self.border:
@@ -320,20 +321,19 @@ class DefaultFinder:
                 return self._empty_table()
         blended = np.zeros(nlabels + 1, dtype=bool)
         if self.deblend:
-            image = self._detection_image(data, bad)
             labels, nlabels, blended = self._deblend(image, labels, nlabels)
             flat = np.flatnonzero(labels)
             lab = labels.ravel()[flat]
 
-        table = self._measure(data, shape, flat, lab, nlabels, bad)
-        table["flags"][blended[1:]] |= SourceFlag.BLENDED
-        order = np.argsort(-table["flux"], kind="stable")
+        columns = self._measure(data, shape, flat, lab, nlabels, bad)
+        columns["flags"][blended[1:]] |= SourceFlag.BLENDED
+        order = np.argsort(-columns["flux"], kind="stable")
         if self.max_sources is not None:
             order = order[:self.max_sources]
-        return table[order]
+        return Table({name: values[order] for name, values in columns.items()})
 
     def _measure(self, data, shape, flat, lab, nlabels, bad):
-        """Isophotal measurements of the labelled segments (labels 1..nlabels)."""
+        """Isophotal measurements of the labelled segments (labels 1..nlabels): dict of columns."""
         ny, nx = shape
         ypix, xpix = np.divmod(flat, nx)
         values = data.ravel()[flat].astype(float)
@@ -373,12 +373,12 @@ class DefaultFinder:
             near_bad = ndimage.binary_dilation(bad, structure=_EIGHT_CONNECTED)
             flags[per_label(near_bad.ravel()[flat]) > 0] |= SourceFlag.MASKED
 
-        return Table({
+        return {
             "x": xc, "y": yc, "flux": flux, "peak": peak, "npix": npix.astype(np.int64),
             "a": a, "b": b, "theta": theta,
             "fwhm": FWHM_PER_SIGMA * np.sqrt(0.5 * (a * a + b * b)),
             "flags": flags,
-        })
+        }
 
 
 def find_peaks(image, threshold, box_size=3, reject_hot_pixels=False, mask=None, border=0):
@@ -484,7 +484,8 @@ def centroid(image, x, y, window):
     Returns
     -------
     xc, yc : float or ndarray, shape (N,)
-        Centroids (px); scalars for scalar input. NaN where the window sum is zero.
+        Centroids (px); scalars for scalar input. NaN where the window sum is zero or the
+        window holds a NaN.
 
     Raises
     ------

@@ -185,7 +185,8 @@ def mid_exposure(time, exposure, reference="start"):
         If ``reference`` is not one of the three values or an exposure is negative or not finite.
     """
     if reference not in _REFERENCE_OFFSETS:
-        raise ValueError(f"reference must be one of {sorted(_REFERENCE_OFFSETS)}, got {reference!r}")
+        raise ValueError(f"reference must be one of {sorted(_REFERENCE_OFFSETS)}, "
+                         f"got {reference!r}")
     exposure = u.Quantity(exposure, u.s).to_value(u.s)
     if not np.all(np.isfinite(exposure)) or np.any(exposure < 0):
         raise ValueError("exposure times must be finite and >= 0 s")

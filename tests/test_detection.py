@@ -329,6 +329,7 @@ def test_default_finder_validation():
 # ---------------------------------------------------------------- real data
 
 
+@pytest.mark.filterwarnings("ignore::astropy.utils.exceptions.AstropyUserWarning")
 def test_default_finder_vs_sextractor_on_ntt_image():
     """SExtractor found 65 objects (1.5 x globalrms, minarea 5, default.conv, no deblending).
 

@@ -181,7 +181,7 @@ class CalibrationSet:
     hot_nsigma: float = 5.0
     flat_low: float = 0.5
     flat_high: float = 1.5
-    flat_box: int = 32
+    flat_box: int = 16
     remove_cosmic_rays: bool = False
     cosmic_ray_options: dict = field(default_factory=dict)
     strict: bool = False
@@ -286,7 +286,7 @@ class CalibrationSet:
             tables[kind] = table
         return cls(**tables, **options)
 
-    def master(self, kind, info):
+    def _master(self, kind, info):
         """The loaded master of ``kind`` for a frame, per the missing-master policy.
 
         Parameters
@@ -297,8 +297,9 @@ class CalibrationSet:
         Returns
         -------
         _Master or None
-            None when the set has no master of this kind at all, or none for the frame's key
-            (a :class:`CalibrationWarning` is issued in that case unless ``strict``).
+            The master's pixels (read-only), bad-pixel flags and median, loaded once per
+            process. None when the set has no master of this kind at all, or none for the
+            frame's key (a :class:`CalibrationWarning` is issued then, unless ``strict``).
 
         Raises
         ------
@@ -373,7 +374,7 @@ def _apply_masters(frame, raw, flags, calibration):
         raw, flags = raw[trim], np.ascontiguousarray(flags[trim])
         info = replace(info, shape=raw.shape)
         steps.append("trim")
-    masters = {kind: calibration.master(kind, info) for kind in MASTER_KINDS}
+    masters = {kind: calibration._master(kind, info) for kind in MASTER_KINDS}
     for kind, master in masters.items():
         if master is not None and master.data.shape != raw.shape:
             raise FrameError(info.path, f"shape {raw.shape} does not match the master {kind} "
@@ -416,7 +417,8 @@ def calibrate(frame, calibration=None, *, remove_cosmic_rays=None):
         Detect and flag cosmic rays with astroscrappy (L.A.Cosmic) on the calibrated image
         (e-, ``gain=1``, the frame's read noise or 6.5 e- when unknown, the saturation level
         in e- of this frame, existing flags as mask). None uses the set's setting (False
-        without a set).
+        without a set). Without a set the image still holds the bias level, which L.A.Cosmic
+        takes for signal: its noise is overestimated and faint hits are missed.
 
     Returns
     -------

@@ -11,7 +11,7 @@ Thresholds (all parameters):
   deviation of the master dark (default 5 sigma);
 * dead or over-responsive: master flat ``< flat_low`` or ``> flat_high`` times its local median
   (block medians over ``flat_box`` pixels, bilinearly interpolated, so that vignetting is not
-  flagged; defaults 0.5, 1.5 and 32 pixels);
+  flagged; defaults 0.5, 1.5 and 16 pixels);
 * cosmic rays: L.A.Cosmic (van Dokkum 2001, PASP 113, 1420) as implemented by astroscrappy.
 """
 
@@ -20,7 +20,7 @@ import sys
 import warnings
 
 import numpy as np
-from scipy import ndimage
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..flags import PhotFlag
 
@@ -74,7 +74,23 @@ def hot_pixels(dark_rate, nsigma=5.0):
         return dark_rate > median + nsigma * sigma
 
 
-def local_median(image, box=32):
+def _interpolation_matrix(edges):
+    """Weights (n, n_blocks) of linear interpolation between block centres, extrapolated."""
+    n, n_blocks = edges[-1], len(edges) - 1
+    weights = np.zeros((n, n_blocks), dtype=np.float32)
+    if n_blocks == 1:
+        weights[:, 0] = 1.0
+        return weights
+    centres = (edges[:-1] + edges[1:] - 1) / 2
+    pixels = np.arange(n)
+    left = np.clip(np.searchsorted(centres, pixels) - 1, 0, n_blocks - 2)
+    t = (pixels - centres[left]) / (centres[left + 1] - centres[left])
+    weights[pixels, left] = 1 - t
+    weights[pixels, left + 1] = t
+    return weights
+
+
+def local_median(image, box=16):
     """Smooth local median of an image: block medians interpolated bilinearly.
 
     Parameters
@@ -82,34 +98,30 @@ def local_median(image, box=32):
     image : ndarray, shape (ny, nx)
         Image; NaN values are ignored.
     box : int
-        Block size in pixels. The image is cut into ``box x box`` blocks (the last ones
-        padded), the NaN-ignoring median of each block is placed at the block centre and
-        interpolated bilinearly to every pixel (constant beyond the outer block centres), as
-        in the mesh of SExtractor's background (Bertin & Arnouts 1996).
+        Approximate block size in pixels. Each axis is cut into ``round(n / box)`` (at least
+        one) nearly equal blocks; the NaN-ignoring median of each block is placed at the block
+        centre and interpolated bilinearly to every pixel, linearly extrapolated beyond the
+        outer centres (a mesh as in SExtractor's background, Bertin & Arnouts 1996).
 
     Returns
     -------
     ndarray, shape (ny, nx), float32
-        The local median; the global median where a block has no finite pixel.
+        The local median; blocks without a finite pixel take the global median.
     """
-    ny, nx = image.shape
-    box = int(box)
-    by, bx = -(-ny // box), -(-nx // box)
-    padded = np.full((by * box, bx * box), np.nan, dtype=np.float32)
-    padded[:ny, :nx] = image
-    blocks = padded.reshape(by, box, bx, box).transpose(0, 2, 1, 3).reshape(by, bx, -1)
+    edges = [np.linspace(0, n, max(1, round(n / int(box))) + 1).astype(int)
+             for n in image.shape]
+    medians = np.empty((len(edges[0]) - 1, len(edges[1]) - 1), dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        medians = np.nanmedian(blocks, axis=2)
+        for j, (y0, y1) in enumerate(zip(edges[0][:-1], edges[0][1:])):
+            for i, (x0, x1) in enumerate(zip(edges[1][:-1], edges[1][1:])):
+                medians[j, i] = np.nanmedian(image[y0:y1, x0:x1])
         fill = np.nanmedian(image)
     medians[~np.isfinite(medians)] = fill if np.isfinite(fill) else 1.0
-    y = (np.arange(ny, dtype=np.float32) + 0.5) / box - 0.5
-    x = (np.arange(nx, dtype=np.float32) + 0.5) / box - 0.5
-    coords = np.meshgrid(y, x, indexing="ij")
-    return ndimage.map_coordinates(medians, coords, order=1, mode="nearest").astype(np.float32)
+    return _interpolation_matrix(edges[0]) @ medians @ _interpolation_matrix(edges[1]).T
 
 
-def flat_bad_pixels(flat, low=0.5, high=1.5, box=32):
+def flat_bad_pixels(flat, low=0.5, high=1.5, box=16):
     """Dead and over-responsive pixels of a master flat.
 
     Parameters
@@ -155,6 +167,20 @@ def _astroscrappy():
     return sys.modules["astroscrappy"]
 
 
+def _fill_local_median(data, fill, valid, size=5):
+    """Replace ``data[fill]`` in place by the median of the valid pixels of a window."""
+    half = size // 2
+    padded = np.pad(np.where(valid, data, np.nan), half, constant_values=np.nan)
+    ys, xs = np.nonzero(fill)
+    windows = sliding_window_view(padded, (size, size))[ys, xs].reshape(len(ys), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values = np.nanmedian(windows, axis=1)
+    if not np.isfinite(values).all():
+        values[~np.isfinite(values)] = np.median(data[valid]) if valid.any() else 0.0
+    data[ys, xs] = values
+
+
 def detect_cosmic_rays(image, mask=None, read_noise=6.5, saturation=np.inf, **options):
     """Cosmic-ray hits in a calibrated image (L.A.Cosmic via astroscrappy).
 
@@ -164,7 +190,10 @@ def detect_cosmic_rays(image, mask=None, read_noise=6.5, saturation=np.inf, **op
         Calibrated image in electrons, sky included (not background-subtracted), so that the
         Poisson noise model of L.A.Cosmic holds with ``gain=1``.
     mask : ndarray of bool, shape (ny, nx), optional
-        Pixels to ignore (saturated, bad, non-finite).
+        Pixels to ignore (saturated, bad, non-finite). Masked pixels below ``saturation`` are
+        replaced by the median of the good pixels of their 5 x 5 neighbourhood, so that a
+        noisy dead pixel does not make its neighbours look like cosmic rays; saturated pixels
+        keep their values, from which astroscrappy finds and protects saturated stars.
     read_noise : float
         Read noise (e-).
     saturation : float
@@ -185,10 +214,12 @@ def detect_cosmic_rays(image, mask=None, read_noise=6.5, saturation=np.inf, **op
     """
     detect_cosmics = _astroscrappy().detect_cosmics
     data = np.array(image, dtype=np.float32)
-    bad = ~np.isfinite(data) if mask is None else (np.asarray(mask, dtype=bool)
-                                                  | ~np.isfinite(data))
-    if bad.any():
-        data[bad] = np.median(data[~bad]) if (~bad).any() else 0.0
+    nonfinite = ~np.isfinite(data)
+    bad = nonfinite if mask is None else (np.asarray(mask, dtype=bool) | nonfinite)
+    with np.errstate(invalid="ignore"):
+        fill = bad & ~(data >= saturation)
+    if fill.any():
+        _fill_local_median(data, fill, ~bad)
     crmask, _ = detect_cosmics(data, inmask=bad, gain=1.0, readnoise=float(read_noise),
                                satlevel=float(saturation), **options)
     return np.asarray(crmask, dtype=bool) & ~bad

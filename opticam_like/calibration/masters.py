@@ -312,11 +312,16 @@ def _prepare(kind, inputs, masters, options):
                 elif this != shape:
                     raise CalibrationError(f"{kind} frames {first} and {item.path} have "
                                            f"different shapes {shape} and {this} (after trim)")
-                if kind == "dark" and "bias" not in masters and overscan is None:
-                    raise CalibrationError(
-                        f"dark frame {item.path}: no master bias for "
-                        f"{format_key(master_key(kind, info))} and no overscan section; a dark "
-                        "rate needs the bias level removed")
+                if "bias" not in masters and overscan is None:
+                    where = f"no master bias for {format_key(master_key('bias', info))} and no " \
+                            "overscan section"
+                    if kind == "dark":
+                        raise CalibrationError(f"dark frame {item.path}: {where}; a dark rate "
+                                               "needs the bias level removed")
+                    if kind == "flat" and not prepared:
+                        warnings.warn(f"flat frames of {format_key(master_key(kind, info))} "
+                                      f"are not bias-subtracted ({where})", CalibrationWarning,
+                                      stacklevel=2)
                 entry = _Prepared(item, overscan_level(hdu.section, overscan), trim)
                 if kind == "flat":
                     values = _corrected(kind, entry, hdu.section[trim], slice(None),
@@ -379,7 +384,7 @@ def _write(path, kind, key, data, prepared, fingerprint, upstream, options):
     header["DATE"] = (datetime.now(timezone.utc).isoformat(timespec="seconds"), "build date")
     header["SOFTVER"] = (software_version(), "opticam_like version")
     header["PROFILE"] = (options.profile.name, "instrument profile")
-    header["OLHASH"] = (fingerprint, "fingerprint of inputs and options")
+    header["OLHASH"] = fingerprint          # sha256 of inputs, options and upstream masters
     table = Table({
         "path": [p.input.path for p in prepared],
         "size": np.array([p.input.size for p in prepared], dtype=np.int64),

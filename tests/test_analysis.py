@@ -1,0 +1,410 @@
+"""Oracle tests of opticam_like.analysis on synthetic OPTICAM-like nights and real OGLE data.
+
+The injected signal follows the simulator's convention: the flux in band ``b`` is
+``1 + sqrt(2) * rms * sin(2 pi f t - lag_b)`` (averaged over the exposure, which multiplies the
+amplitude by ``sinc(f T)``), so ``r`` (lag pi/2) lags ``g`` (lag 0) by +pi/2.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.table import Table
+from astropy.time import Time, TimeDelta
+
+from opticam_like.analysis import Analyzer, phase_bin
+from opticam_like.plots.analysis import (
+    plot_cross_correlation,
+    plot_fold,
+    plot_lags,
+    plot_periodogram,
+    plot_power_spectrum,
+    save_analysis_report,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+OGLE_LC = (SHARED / "realdata" / "ogle4_lmc_cepheid_timeseries"
+           / "reference_lightcurve_sep_quicklook.txt")
+
+FREQUENCY = 0.135  # Hz
+RMS = 0.02
+LAGS = {"g": 0.0, "r": np.pi / 2, "i": np.pi}
+START = Time("2024-05-06T03:00:00", scale="tdb")
+
+
+def night(n_points=3000, noise=0.008, exposure=0.9, gaps=(), seed=1):
+    """Relative light curves of g, r, i at 1 s cadence (timestamps jittered by 2 ms)."""
+    rng = np.random.default_rng(seed)
+    seconds = np.arange(n_points) + rng.normal(0, 0.002, n_points)
+    keep = np.ones(n_points, bool)
+    for first, last in gaps:
+        keep[first:last] = False
+    smear = np.sinc(FREQUENCY * exposure) if exposure else 1.0
+    tables = {}
+    for band, lag in LAGS.items():
+        flux = 1 + np.sqrt(2) * RMS * smear * np.sin(2 * np.pi * FREQUENCY * seconds - lag)
+        flux += rng.normal(0, noise, n_points)
+        tables[band] = Table(
+            {"bjd_tdb": START + TimeDelta(seconds, format="sec"), "relative_flux": flux,
+             "relative_flux_err": np.full(n_points, noise),
+             "flags": np.zeros(n_points, np.int32)},
+            meta={"filter": band})[keep]
+    return tables
+
+
+def wrapped(angle):
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+GAPS = ((400, 520), (1300, 1330), (2100, 2350))
+
+
+@pytest.fixture(scope="module", params=[(0.9, ()), (None, GAPS)],
+            ids=["exposure-0.9s", "gaps"])
+def analyzer(request):
+    exposure, gaps = request.param
+    return Analyzer(night(exposure=exposure, gaps=gaps)), exposure or 0.0
+
+
+# --- the sinusoid: frequency, rms, lags ----------------------------------------------------
+
+def test_best_frequency_recovers_the_injection(analyzer):
+    an, _ = analyzer
+    assert an.frequency_unit == u.Hz
+    for band in "gri":
+        frequency, error = an.best_frequency(band)
+        assert frequency.unit == u.Hz
+        assert abs(frequency.value / FREQUENCY - 1) < 0.005
+        # Montgomery & O'Donoghue: about 1.5e-6 Hz here; the estimate must be consistent.
+        assert 3e-7 < error.value < 5e-6
+        assert abs(frequency.value - FREQUENCY) < 5 * error.value
+
+
+def test_periodogram_table(analyzer):
+    an, _ = analyzer
+    periodogram = an.lomb_scargle("g", minimum_frequency=0.01, maximum_frequency=0.3 * u.Hz)
+    assert periodogram["frequency"].unit == u.Hz
+    assert periodogram["frequency"].min() >= 0.01 * u.Hz
+    assert periodogram["frequency"].max() <= 0.3 * u.Hz
+    peak = periodogram["frequency"][np.argmax(periodogram["power"])]
+    assert abs(peak.value - FREQUENCY) < 1 / 3000  # within the peak width 1 / span
+    assert periodogram.meta["band"] == "g"
+
+
+def test_fractional_rms_of_the_sinusoid(analyzer):
+    an, exposure = analyzer
+    expected = RMS * np.sinc(FREQUENCY * exposure)
+    for band in "gri":
+        rms, error = an.fractional_rms(band, 0.05, 0.25)
+        assert rms.unit == u.dimensionless_unscaled
+        assert abs(rms.value / expected - 1) < 0.1
+        assert 0 < error.value < 0.2 * expected
+    noise_only, _ = an.fractional_rms("g", 0.3, 0.5)
+    assert noise_only.value < 0.2 * expected
+
+
+def test_phase_and_time_lags_match_the_injection(analyzer):
+    an, _ = analyzer
+    for band in "ri":
+        lag = an.lag("g", band, 0.12, 0.15)
+        assert len(lag) == 1
+        phase = lag["phase_lag"][0].to_value(u.rad)
+        error = lag["phase_lag_err"][0].to_value(u.rad)
+        assert abs(wrapped(phase - LAGS[band])) < 0.1
+        assert 0 < error < 0.05
+        assert lag["coherence"][0] > 0.9
+        if band == "r":  # r lags g: positive; the time lag is a quarter period
+            assert phase > 0
+            assert lag["time_lag"][0].to_value(u.s) == pytest.approx(0.25 / FREQUENCY, rel=0.05)
+    reverse = an.lag("r", "g", 0.12 * u.Hz, 0.15 * u.Hz)
+    assert reverse["phase_lag"][0].to_value(u.rad) == pytest.approx(-np.pi / 2, abs=0.1)
+
+
+def test_cross_spectrum_table(analyzer):
+    an, _ = analyzer
+    cross = an.cross_spectrum("g", "r", log_rebin=0.1)
+    assert cross.meta["sign"].startswith("positive lag: band2 lags band1")
+    assert cross["phase_lag"].unit == u.rad and cross["time_lag"].unit == u.s
+    frequency = cross["frequency"].to_value(u.Hz)
+    assert np.all(np.diff(frequency) > 0)
+    at_signal = np.argmin(np.abs(frequency - FREQUENCY))
+    assert abs(wrapped(cross["phase_lag"][at_signal].value - np.pi / 2)) < 0.1
+    assert cross["n_averaged"].sum() == cross.meta["n_segments"] * (
+        cross.meta["segment_length"] / cross.meta["dt"]).to_value(u.one).round() // 2
+
+
+def test_power_spectrum_segments_stay_inside_good_time_intervals():
+    an = Analyzer(night(gaps=GAPS))
+    spectrum = an.power_spectrum("g", segment_length=200 * u.s)
+    # GTIs: 400, 780, 770 and 650 s long -> 2 + 3 + 3 + 3 segments of 200 s.
+    assert spectrum.meta["n_segments"] == 11
+    assert spectrum.meta["n_skipped"] == 0
+    with pytest.raises(ValueError, match="no good time interval is as long"):
+        an.power_spectrum("g", segment_length=1000 * u.s)
+
+
+def test_power_spectrum_normalisation_and_noise_level():
+    """Pure white noise: the periodogram sums to the fractional variance (Parseval) and its
+    mean is the noise level from the errors."""
+    rng = np.random.default_rng(7)
+    n_points, noise = 4096, 0.01
+    flux = 1 + rng.normal(0, noise, n_points)
+    table = Table({"bjd_tdb": START + TimeDelta(np.arange(n_points) * 1.0, format="sec"),
+                   "relative_flux": flux, "relative_flux_err": np.full(n_points, noise)})
+    an = Analyzer({"g": table})
+    one = an.power_spectrum(segment_length=255 * u.s)  # odd length: no Nyquist bin
+    assert one.meta["n_segments"] == 16
+    segment = flux[:255]
+    df = one.meta["frequency_resolution"]
+    first_only = Analyzer({"g": table[:255]}).power_spectrum(segment_length=255 * u.s)
+    assert (np.sum(first_only["power"]) * df).to_value(u.one) == pytest.approx(
+        np.var(segment) / np.mean(segment) ** 2, rel=1e-10)
+    spectrum = an.power_spectrum(segment_length=256)
+    expected_noise = 2 * 1.0 * noise**2 / np.mean(flux) ** 2
+    assert spectrum.meta["noise_level"].to_value(1 / u.Hz) == pytest.approx(expected_noise,
+                                                                          rel=1e-3)
+    mean_power = np.mean(spectrum["power"]).to_value(1 / u.Hz)
+    assert mean_power == pytest.approx(expected_noise, rel=4 / np.sqrt(n_points / 2))
+    np.testing.assert_allclose(spectrum["power_err"] / spectrum["power"], 1 / 4)
+    rebinned = an.power_spectrum(segment_length=256, log_rebin=0.2)
+    assert len(rebinned) < len(spectrum)
+    assert rebinned["n_averaged"].sum() == spectrum["n_averaged"].sum()
+    np.testing.assert_allclose(rebinned["power_err"] / rebinned["power"],
+                               1 / np.sqrt(rebinned["n_averaged"]))
+    absolute = an.power_spectrum(segment_length=256, norm="abs")
+    assert absolute.meta["noise_level"].to_value(1 / u.Hz) == pytest.approx(2 * noise**2)
+    with pytest.raises(ValueError, match="norm"):
+        an.power_spectrum(norm="leahy")
+
+
+def test_time_lag_of_a_delayed_broad_band_signal():
+    """Broad-band check of the sign: band2 = band1 delayed by 5 s (white common signal, so
+    that red-noise leakage does not bias the phases)."""
+    rng = np.random.default_rng(0)
+    n_points, delay = 4000, 5
+    common = 1 + 0.02 * rng.normal(0, 1, n_points + 200)
+    seconds = np.arange(n_points) * 1.0
+    tables = {}
+    for band, shift in (("g", 0), ("r", delay)):
+        flux = common[200 - shift:200 - shift + n_points] + rng.normal(0, 0.004, n_points)
+        tables[band] = Table({"bjd_tdb": START + TimeDelta(seconds, format="sec"),
+                              "relative_flux": flux,
+                              "relative_flux_err": np.full(n_points, 0.004)})
+    keep = np.ones(n_points, bool)
+    keep[1000:1100] = False
+    an = Analyzer({band: table[keep] for band, table in tables.items()})
+    lag = an.lag("g", "r", 0.01, 0.03, segment_length=256)
+    error = lag["time_lag_err"][0].to_value(u.s)
+    assert 0.05 < error < 0.3
+    assert lag["time_lag"][0].to_value(u.s) == pytest.approx(delay, abs=3 * error)
+    spectrum = an.cross_spectrum("g", "r", segment_length=256, log_rebin=0.3)
+    low = spectrum["frequency"] < 0.09 * u.Hz  # phase below pi
+    time_lags = spectrum["time_lag"][low].to_value(u.s)
+    errors = spectrum["time_lag_err"][low].to_value(u.s)
+    assert np.all(np.abs(time_lags - delay) < 4 * errors)
+    correlation = an.cross_correlation("g", "r", max_lag=50)
+    assert correlation["lag"][np.nanargmax(correlation["correlation"])].to_value(
+        u.s) == pytest.approx(delay)
+    assert correlation["correlation"].max() > 0.9
+
+
+def test_cross_correlation_of_the_sinusoids(analyzer):
+    an, _ = analyzer
+    correlation = an.cross_correlation("g", "r", max_lag=20 * u.s)
+    lags = correlation["lag"].to_value(u.s)
+    assert lags[0] == pytest.approx(-20, abs=0.01) and lags[-1] == pytest.approx(20, abs=0.01)
+    within_half_period = np.abs(lags) < 0.5 / FREQUENCY
+    best = lags[within_half_period][np.argmax(correlation["correlation"][within_half_period])]
+    assert best == pytest.approx(0.25 / FREQUENCY, abs=0.6)  # 1.85 s on a 1 s grid
+
+
+# --- folding and rebinning -----------------------------------------------------------------
+
+def test_fold_keeps_every_point(analyzer):
+    an, _ = analyzer
+    n_points = len(an.light_curves["g"])
+    for n_bins in (7, 10, 32):
+        points, bins = an.fold("g", FREQUENCY * u.Hz, n_bins=n_bins)
+        assert len(points) == n_points
+        assert bins["n_points"].sum() == n_points
+        assert np.all((points["phase"] >= 0) & (points["phase"] < 1))
+        assert bins["phase_min"][0] == 0 and bins["phase_max"][-1] == 1
+        np.testing.assert_array_equal(bins["phase_min"][1:], bins["phase_max"][:-1])
+    # Binned folded sinusoid: amplitude sqrt(2) * rms (smeared by the bin width).
+    amplitude = (np.max(bins["relative_flux"]) - np.min(bins["relative_flux"])) / 2
+    assert amplitude == pytest.approx(np.sqrt(2) * RMS, rel=0.1)
+
+
+def test_fold_with_period_and_epoch():
+    seconds = np.arange(0.0, 100.0, 0.5)
+    table = Table({"bjd_tdb": START + TimeDelta(seconds, format="sec"),
+                   "relative_flux": np.ones(seconds.size),
+                   "relative_flux_err": np.full(seconds.size, 0.01)})
+    an = Analyzer({"v": table})
+    epoch = START + TimeDelta(37.25, format="sec")
+    points, bins = an.fold("v", 10 * u.s, n_bins=20, epoch=epoch)
+    expected = ((seconds - 37.25) / 10.0) % 1.0
+    np.testing.assert_allclose(points["phase"], expected, atol=1e-9)
+    np.testing.assert_array_equal(bins["n_points"], np.full(20, 10))
+    np.testing.assert_array_equal(points["cycle"][:3], [-4, -4, -4])
+    # Points on cycle boundaries: phase ~0 or ~1 - 1e-13, never 1; each counted once.
+    points, bins = an.fold("v", 10 * u.s, n_bins=20, epoch=START + TimeDelta(37.5, format="sec"))
+    offset = points["phase"] - ((seconds - 37.5) / 10.0) % 1.0
+    np.testing.assert_allclose(np.minimum(np.abs(offset), 1 - np.abs(offset)), 0, atol=1e-9)
+    assert np.all(points["phase"] < 1) and bins["n_points"].sum() == seconds.size
+    with pytest.raises(TypeError, match="Quantity"):
+        an.fold("v", 10.0)
+    with pytest.raises(ValueError, match="period or a frequency"):
+        an.fold("v", 10 * u.m)
+
+
+def test_phase_bin_edges_are_exact():
+    phase = np.concatenate([np.arange(100) / 100, [np.nextafter(1.0, 0), 0.3, 0.7]])
+    bins = phase_bin(phase, np.ones(phase.size), np.full(phase.size, 0.1), 10)
+    inside = ((phase[:, None] >= bins["phase_min"][None, :])
+              & (phase[:, None] < bins["phase_max"][None, :]))
+    np.testing.assert_array_equal(inside.sum(axis=1), 1)
+    np.testing.assert_array_equal(bins["n_points"], inside.sum(axis=0))
+    assert bins["n_points"].sum() == phase.size
+    np.testing.assert_allclose(bins["relative_flux_err"], 0.1 / np.sqrt(bins["n_points"]))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        phase_bin([0.2, 1.0], [1, 1], [1, 1], 4)
+    empty = phase_bin([0.05], [2.0], [0.1], 4)
+    np.testing.assert_array_equal(empty["n_points"], [1, 0, 0, 0])
+    assert np.isnan(empty["relative_flux"][1])
+
+
+def test_rebin_propagates_errors():
+    tables = night(n_points=1000)
+    an = Analyzer(tables)
+    rebinned = an.rebin("g", 10 * u.s)
+    assert rebinned["n_points"].sum() == 1000
+    assert isinstance(rebinned["bjd_tdb"], Time) and rebinned["bjd_tdb"].scale == "tdb"
+    first = tables["g"][rebinned["n_points"][0] * 0:rebinned["n_points"][0]]
+    assert rebinned["relative_flux"][0] == pytest.approx(np.mean(first["relative_flux"]))
+    np.testing.assert_allclose(rebinned["relative_flux_err"],
+                               0.008 / np.sqrt(rebinned["n_points"]))
+    mean_time = (first["bjd_tdb"] - START).to_value(u.s).mean()
+    assert (rebinned["bjd_tdb"][0] - START).to_value(u.s) == pytest.approx(mean_time, abs=1e-6)
+    with pytest.raises(ValueError, match="dt"):
+        an.rebin("g", 0)
+
+
+# --- input handling ------------------------------------------------------------------------
+
+def test_flagged_and_invalid_points_are_excluded_and_counted(caplog):
+    tables = night(n_points=500)
+    tables["g"]["flags"][10:47] = 512
+    tables["g"]["relative_flux"][100:103] = np.nan
+    with caplog.at_level("INFO", logger="opticam_like.analysis"):
+        an = Analyzer(tables)
+    assert an.n_excluded == {"g": 40, "r": 0, "i": 0}
+    assert "40 of 500 points excluded" in caplog.text
+    assert Analyzer(tables, include_flagged=True).n_excluded["g"] == 3
+    points, _ = an.fold("g", FREQUENCY * u.Hz)
+    assert len(points) == 460
+
+
+def test_analyzer_input_errors():
+    tables = night(n_points=200)
+    an = Analyzer(list(tables.values()))
+    assert an.bands == ["g", "r", "i"]
+    assert an.time_column == "bjd_tdb"
+    with pytest.raises(ValueError, match="several bands"):
+        an.lomb_scargle()
+    with pytest.raises(ValueError, match="unknown band 'z'"):
+        an.lomb_scargle("z")
+    with pytest.raises(ValueError, match="must differ"):
+        an.lag("g", "g", 0.1, 0.2)
+    del tables["r"].meta["filter"]
+    with pytest.raises(ValueError, match="meta\\['filter'\\]"):
+        Analyzer(list(tables.values()))
+    with pytest.raises(ValueError, match="two light curves"):
+        Analyzer([tables["g"], tables["g"]])
+    other = tables["i"].copy()
+    other.rename_column("bjd_tdb", "mjd_utc")
+    with pytest.raises(ValueError, match="different time columns"):
+        Analyzer({"g": tables["g"], "i": other})
+    with pytest.raises(ValueError, match="relative_flux_err"):
+        Analyzer({"g": tables["g"]["bjd_tdb", "relative_flux"]})
+
+
+def test_plain_number_time_columns():
+    seconds = np.arange(600.0)
+    flux = 1 + 0.03 * np.sin(2 * np.pi * 0.05 * seconds)
+    table = Table({"mjd_utc": 60000.0 + seconds / 86400.0, "relative_flux": flux,
+                   "relative_flux_err": np.full(600, 0.001)})
+    an = Analyzer({"g": table})
+    assert an.reference_time.scale == "utc"
+    frequency, _ = an.best_frequency()
+    assert frequency.to_value(u.Hz) == pytest.approx(0.05, rel=1e-4)
+
+
+def test_from_directory(tmp_path):
+    folder = tmp_path / "relative_light_curves"
+    folder.mkdir()
+    tables = night(n_points=300)
+    for band, table in tables.items():
+        table.write(folder / f"{band}_2.ecsv", serialize_method="jd1_jd2")
+    an = Analyzer.from_directory(tmp_path)
+    assert sorted(an.bands) == ["g", "i", "r"]
+    np.testing.assert_allclose(an.light_curves["g"]["relative_flux"],
+                               tables["g"]["relative_flux"])
+    tables["g"].write(folder / "g_5.ecsv")
+    with pytest.raises(ValueError, match="pass target="):
+        Analyzer.from_directory(tmp_path)
+    assert Analyzer.from_directory(tmp_path, target=2).bands
+    with pytest.raises(FileNotFoundError):
+        Analyzer.from_directory(tmp_path / "nowhere")
+
+
+# --- real data: the OGLE-IV Cepheid ---------------------------------------------------------
+
+def test_ogle_cepheid_period():
+    if not OGLE_LC.is_file():
+        pytest.skip(f"OGLE reference light curve not found at {OGLE_LC} (needs ../shared)")
+    data = np.loadtxt(OGLE_LC)
+    flux = 10 ** (-0.4 * data[:, 1])
+    flux /= np.median(flux)
+    table = Table({"hjd_utc": Time(data[:, 0], format="jd", scale="utc"),
+                   "relative_flux": flux,
+                   "relative_flux_err": 0.4 * np.log(10) * 0.009 * flux},  # check-star rms
+                  meta={"filter": "I"})
+    an = Analyzer([table])
+    assert an.frequency_unit == 1 / u.day
+    frequency, error = an.best_frequency(minimum_frequency=0.05, maximum_frequency=2 / u.day)
+    period = (1 / frequency).to(u.day)
+    assert period.value == pytest.approx(3.78, abs=0.01)
+    assert (error / frequency**2).to_value(u.day) < 0.01
+    _, bins = an.fold(None, period, n_bins=10)
+    assert bins["n_points"].sum() == 98
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def test_plots_write_pdfs(tmp_path):
+    an = Analyzer(night(n_points=1200, gaps=((500, 560),)))
+    periodograms = {band: an.lomb_scargle(band) for band in an.bands}
+    best = {band: an.best_frequency(band) for band in an.bands}
+    spectra = {band: an.power_spectrum(band, log_rebin=0.1) for band in an.bands}
+    folds = {band: an.fold(band, best[band][0]) for band in an.bands}
+    cross = {b: an.cross_spectrum("g", b, log_rebin=0.1) for b in ("r", "i")}
+    lags = {b: an.lag("g", b, 0.12, 0.15) for b in ("r", "i")}
+    correlation = an.cross_correlation("g", "r", max_lag=20)
+    figures = [
+        (plot_periodogram(periodograms, best, path=tmp_path / "p.pdf"), "p.pdf"),
+        (plot_power_spectrum(spectra, path=tmp_path / "s.pdf"), "s.pdf"),
+        (plot_fold(folds, path=tmp_path / "f.pdf"), "f.pdf"),
+        (plot_lags(cross, lags, path=tmp_path / "l.pdf"), "l.pdf"),
+        (plot_cross_correlation(correlation, path=tmp_path / "c.pdf"), "c.pdf"),
+    ]
+    for figure, name in figures:
+        assert figure.axes
+        assert (tmp_path / name).read_bytes()[:4] == b"%PDF"
+    results = an.summary()
+    results["cross_correlation"] = correlation
+    assert save_analysis_report(results, tmp_path / "report.pdf") == 5
+    assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ValueError, match="unknown result kinds"):
+        save_analysis_report({"spectrogram": {}}, tmp_path / "x.pdf")
