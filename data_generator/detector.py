@@ -2,7 +2,7 @@
 
 The model of a read-out (Howell 2006, *Handbook of CCD Astronomy*, ch. 4):
 
-``ADU = clip(round((Poisson(flat * light + dark * t) + cosmic rays) / gain + bias + N(0, RN / gain)),
+``ADU = clip(round((Poisson(flat * light + dark * t) + cosmic rays + N(0, RN)) / gain + bias),
 0, saturation)``
 
 where ``light`` is the expected number of photo-electrons per pixel for a unit response (sky and
@@ -95,8 +95,8 @@ class Detector:
 
     @cached_property
     def vignetting(self):
-        """float32 array (ny, nx): the radial fall-off, 1 at the optical centre,
-        ``1 - vignetting`` at the farthest corner (optical centre within 3 % of the frame centre)."""
+        """float32 array (ny, nx): the radial (quadratic) fall-off, 1 at the optical centre
+        (within 3 % of the frame centre), ``1 - vignetting`` at the farthest corner."""
         ny, nx = self.shape
         x0, y0 = (np.array([nx, ny]) - 1) / 2 * (1 + self._rng(2).uniform(-0.03, 0.03, 2))
         r2 = (np.arange(nx)[None, :] - x0) ** 2 + (np.arange(ny)[:, None] - y0) ** 2

@@ -145,9 +145,10 @@ def generate_observations(out_directory, n_images=100, *, parameters=None, overw
             detector.to_hdulist().writeto(path, overwrite=True)
 
     frame_rows, files = [], []
-    sources = Table({"id": np.arange(p.n_sources),
-                     "is_variable": np.arange(p.n_sources) == (
-                         -1 if field.variable_index is None else field.variable_index)})
+    is_variable = np.zeros(p.n_sources, bool)
+    if field.variable_index is not None:
+        is_variable[field.variable_index] = True
+    sources = Table({"id": np.arange(p.n_sources), "is_variable": is_variable})
     bar = tqdm(total=p.n_cameras * n_images, desc="Generating observations", unit="frame",
                disable=not progress)
     for k, (camera, band, detector) in enumerate(zip(p.cameras, p.filters, detectors)):

@@ -16,7 +16,8 @@ from astropy.time import Time
 
 from .streams import Stream, random_stream
 
-__all__ = ["SimulationParameters", "resolve_parameters", "check_n_images", "json_safe", "DEFAULT_SKY"]
+__all__ = ["SimulationParameters", "resolve_parameters", "check_n_images", "json_safe",
+           "DEFAULT_SKY", "RECORD_KEYS"]
 
 DEFAULT_SKY = {"u": 80.0, "g": 150.0, "r": 200.0, "i": 250.0, "z": 300.0}
 """Default sky level per filter (electrons per pixel per frame, before the flat field)."""

@@ -5,19 +5,22 @@ Star positions are drawn in *field* coordinates (pixels of an ideal camera, same
 
 ``pos = c + R(phi_i) M_k (xf + p_i - c) + o_k + j_ki``
 
-with ``c = ((nx - 1) / 2, (ny - 1) / 2)`` the frame centre, ``M_k = R(theta_k) F_k`` the fixed
-orientation of the camera (a small rotation ``theta_k`` and a flip ``F_k``: none for C1,
-``diag(-1, 1)`` for C2, ``diag(1, -1)`` for C3; the three OPTICAM cameras see the same sky through
-dichroics, not pixel-identical), ``o_k`` the fixed camera offset, ``p_i`` the common pointing drift (a smooth
-arc of end-to-end length ``drift`` in direction ``drift_angle``, so each camera drifts in its own
-pixel direction), ``phi_i`` the field rotation (``field_rotation * u_i``) and ``j_ki`` the
-independent per-camera jitter.
+* ``c = ((nx - 1) / 2, (ny - 1) / 2)``: the frame centre;
+* ``M_k = R(theta_k) F_k``: the fixed orientation of the camera, a small rotation ``theta_k``
+  and a flip ``F_k`` (none for C1, ``diag(-1, 1)`` for C2, ``diag(1, -1)`` for C3): the three
+  OPTICAM cameras see the same sky through dichroics, not pixel-identical;
+* ``o_k``: the fixed camera offset;
+* ``p_i``: the common pointing drift, a smooth arc of end-to-end length ``drift`` in direction
+  ``drift_angle`` (so each camera drifts in its own pixel direction);
+* ``phi_i = field_rotation * u_i``: the field rotation (``u_i`` from 0 to 1 over the run);
+* ``j_ki``: the independent per-camera jitter.
 
 Relative to the camera's frame 0 this is, for every source,
 
 ``pos_i = c + R(phi_i) (pos_0 - c) + (dx_i, dy_i)``
 
-(``dx_0 = dy_0 = 0``, ``phi_0 = 0``); with no field rotation simply ``pos_i = pos_0 + (dx_i, dy_i)``.
+with ``dx_0 = dy_0 = 0`` and ``phi_0 = 0``; with no field rotation simply
+``pos_i = pos_0 + (dx_i, dy_i)``.
 """
 
 from dataclasses import dataclass

@@ -288,11 +288,11 @@ class Analyzer:
 
     def _prepare(self, band, table, times, include_flagged):
         seconds = (times - self.reference_time).to_value(u.s)
-        flux = np.asarray(table["relative_flux"], float)
-        error = np.asarray(table["relative_flux_err"], float)
+        flux = np.ma.filled(np.ma.asarray(table["relative_flux"], float), np.nan)
+        error = np.ma.filled(np.ma.asarray(table["relative_flux_err"], float), np.nan)
         usable = np.isfinite(seconds) & np.isfinite(flux) & np.isfinite(error) & (error > 0)
         if not include_flagged and "flags" in table.colnames:
-            usable &= np.asarray(table["flags"]) == 0
+            usable &= np.ma.filled(np.ma.asarray(table["flags"]), 1) == 0
         self.n_excluded[band] = int(usable.size - usable.sum())
         log.info("band %s: %d of %d points excluded (flagged or not finite)", band,
                  self.n_excluded[band], usable.size)
@@ -855,3 +855,48 @@ class Analyzer:
             except ValueError as err:
                 log.info("bands %s, %s: no cross spectrum (%s)", self.bands[0], band, err)
         return results
+
+    def save_report(self, out_dir, period=None, n_bins=None, minimum_frequency=None,
+                    maximum_frequency=None, segment_length=None):
+        """Compute :meth:`summary`, write its figures into one PDF and the best frequencies.
+
+        Parameters
+        ----------
+        out_dir : str or Path
+            Folder to write into (created if needed).
+        period : float or Quantity or None
+            Fold every band at this period (seconds if a plain number) instead of at its
+            best frequency.
+        n_bins : int or None
+            Phase bins of the folded curves (see :meth:`fold`).
+        minimum_frequency, maximum_frequency, segment_length
+            Passed to :meth:`summary`.
+
+        Returns
+        -------
+        list of Path
+            ``analysis_report.pdf`` (see
+            :func:`opticam_like.plots.analysis.save_analysis_report`) and
+            ``best_frequencies.ecsv`` (``band, frequency, frequency_err, period, period_err``).
+        """
+        from .plots.analysis import save_analysis_report
+
+        results = self.summary(minimum_frequency, maximum_frequency, segment_length)
+        best = results["best_frequency"]
+        fold_on = {band: best[band][0] if period is None else _as_quantity(period, u.s, "period")
+                   for band in self.bands}
+        results["fold"] = {band: self.fold(band, fold_on[band], n_bins=n_bins)
+                           for band in self.bands}
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        report = folder / "analysis_report.pdf"
+        save_analysis_report(results, report)
+        frequency = u.Quantity([best[band][0] for band in self.bands])
+        error = u.Quantity([best[band][1] for band in self.bands])
+        table = QTable({"band": self.bands, "frequency": frequency, "frequency_err": error,
+                        "period": (1 / frequency).to(u.s),
+                        "period_err": (error / frequency**2).to(u.s)},
+                       meta={"time_column": self.time_column, "n_excluded": self.n_excluded})
+        frequencies = folder / "best_frequencies.ecsv"
+        table.write(frequencies, overwrite=True)
+        return [report, frequencies]

@@ -21,7 +21,7 @@ import astropy.units as u
 from .instruments import load_profile
 
 __all__ = ["FrameInfo", "Frame", "FrameError", "read_header", "read_frame", "FITS_SUFFIXES",
-           "is_fits_file", "parse_binning"]
+           "is_fits_file", "parse_binning", "open_fits", "image_hdu"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")
 
@@ -258,14 +258,21 @@ def _header_info(header, shape, path, profile):
     )
 
 
-def _image_hdu(hdul, path):
+def image_hdu(hdul, path):
+    """The first HDU of an open FITS file holding a 2-D image.
+
+    Raises
+    ------
+    FrameError
+        When no HDU holds a 2-D image.
+    """
     for hdu in hdul:
         if hdu.is_image and hdu.header.get("NAXIS", 0) == 2:
             return hdu
     raise FrameError(path, "no 2-D image in any HDU")
 
 
-def _open(path):
+def open_fits(path):
     """Open a FITS file; truncation and read errors become :class:`FrameError`."""
     try:
         with warnings.catch_warnings():
@@ -296,8 +303,8 @@ def read_header(path, profile="opticam"):
         Unreadable or truncated file, no 2-D image, missing or invalid keyword (named).
     """
     profile = load_profile(profile)
-    with _open(path) as hdul:
-        hdu = _image_hdu(hdul, path)
+    with open_fits(path) as hdul:
+        hdu = image_hdu(hdul, path)
         header = hdu.header
         shape = (header["NAXIS2"], header["NAXIS1"])
         return _header_info(header, shape, path, profile)
@@ -323,8 +330,8 @@ def read_frame(path, profile="opticam"):
         Unreadable or truncated file, missing keyword, or no finite pixel.
     """
     profile = load_profile(profile)
-    with _open(path) as hdul:
-        hdu = _image_hdu(hdul, path)
+    with open_fits(path) as hdul:
+        hdu = image_hdu(hdul, path)
         header = hdu.header.copy()
         try:
             with warnings.catch_warnings():

@@ -321,7 +321,7 @@ def photometry_frame(item, ctx, timer):
         data=data, pixel_flags=calibrated.pixel_flags, x=x, y=y,
         sky=_sample(background.background, x, y),
         sky_rms=_sample(background.background_rms, x, y),
-        fwhm=fwhm, read_noise=read_noise, dark=info.dark_current * info.exposure,
+        fwhm=fwhm, read_noise=read_noise, dark=calibrated.dark_electrons,
         bias_subtracted=calibrated.bias_subtracted, n_sky_global=ctx.n_sky_global,
         position_flags=flags)
     results = {p.name: p.measure(measure_input) for p in ctx.photometers}

@@ -408,3 +408,13 @@ def test_plots_write_pdfs(tmp_path):
     assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
     with pytest.raises(ValueError, match="unknown result kinds"):
         save_analysis_report({"spectrogram": {}}, tmp_path / "x.pdf")
+
+
+def test_save_report(tmp_path):
+    an = Analyzer(night(n_points=800))
+    written = an.save_report(tmp_path / "analysis", period=1 / FREQUENCY, n_bins=12)
+    assert [path.name for path in written] == ["analysis_report.pdf", "best_frequencies.ecsv"]
+    assert written[0].read_bytes()[:4] == b"%PDF"
+    table = Table.read(written[1])
+    assert list(table["band"]) == ["g", "r", "i"]
+    np.testing.assert_allclose(table["period"], 1 / FREQUENCY, rtol=0.005)

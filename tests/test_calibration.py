@@ -391,6 +391,11 @@ def _mtimes(directory):
     return {p.name: p.stat().st_mtime_ns for p in Path(directory).iterdir()}
 
 
+def _versions(directory):
+    """File identities: a rewritten master is a new inode (atomic rename)."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in Path(directory).iterdir()}
+
+
 def test_masters_are_reused_and_rebuilt_when_inputs_change(tmp_path, night):
     truth = night["truth"]
     dirs = {k: tmp_path / k for k in ("bias", "dark")}
@@ -402,22 +407,22 @@ def test_masters_are_reused_and_rebuilt_when_inputs_change(tmp_path, night):
     inputs_before = {k: _mtimes(d) for k, d in dirs.items()}
     cache = tmp_path / "cache"
     first = build_masters(dirs["bias"], dirs["dark"], cache_directory=cache)
-    built = _mtimes(cache)
+    built = _versions(cache)
     old_hash = fits.getval(cache / "bias_C1_4x4.fits", "OLHASH")
     assert sorted(built) == ["bias_C1_4x4.fits", "dark_C1_4x4.fits"]
     assert build_masters(dirs["bias"], dirs["dark"], cache_directory=cache) == first
-    assert _mtimes(cache) == built                                   # nothing recomputed
+    assert _versions(cache) == built                                 # nothing recomputed
     changed = dirs["bias"] / "b000.fits"
     write_opticam_frame(changed, _adu(np.zeros(SHAPE), truth["bias"] + 50,
                                       np.random.default_rng(9)), IMAGETYP="bias", GAIN=GAIN)
     os.utime(changed, ns=(10**18, 10**18))
     build_masters(dirs["bias"], dirs["dark"], cache_directory=cache)
-    rebuilt = _mtimes(cache)
+    rebuilt = _versions(cache)
     assert all(rebuilt[name] != built[name] for name in built)        # dark follows its bias
     assert fits.getval(cache / "bias_C1_4x4.fits", "OLHASH") != old_hash
     (dirs["dark"] / "d003.fits").unlink()
     build_masters(dirs["bias"], dirs["dark"], cache_directory=cache)
-    assert _mtimes(cache)["bias_C1_4x4.fits"] == rebuilt["bias_C1_4x4.fits"]
+    assert _versions(cache)["bias_C1_4x4.fits"] == rebuilt["bias_C1_4x4.fits"]
     assert fits.getval(cache / "dark_C1_4x4.fits", "NCOMBINE") == 3
     inputs_before["bias"]["b000.fits"] = 10**18
     del inputs_before["dark"]["d003.fits"]
@@ -428,7 +433,7 @@ def test_masters_are_reused_and_rebuilt_when_inputs_change(tmp_path, night):
 
 def test_memory_limit_does_not_change_the_master(tmp_path, night):
     small = build_masters(night["dirs"]["bias"], cache_directory=tmp_path,
-                          memory_limit=20_000)          # ~1 row per block
+                          memory_limit=20_000)          # blocks of 12 rows
     a = fits.getdata(small["bias"][("C1", "4x4")])
     b, _ = _master(night["cal"], "bias")
     assert np.array_equal(a, b)

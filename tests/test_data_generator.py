@@ -425,7 +425,8 @@ def test_calibration_frames_match_detector_truth(artefact_night, calibrations):
     darks = stack("dark")
     assert fits.getheader(calibrations / "dark" / "C2_r_dark_000000.fits")["EXPOSURE"] == 20.0
     hits = load_truth(calibrations / "dark").cosmic_rays("r", kind="dark")
-    assert 5 * 60 * 0.5 < len(np.unique(np.stack([hits["frame"], hits["ray"]]), axis=1).T) < 6 * 60 * 1.5
+    n_rays = len(np.unique(np.stack([hits["frame"], hits["ray"]]), axis=1).T)
+    assert abs(n_rays - 6 * 60) < 5 * np.sqrt(6 * 60)  # 3 per second, 20 s, 6 darks
     darks[hits["frame"], hits["y"], hits["x"]] = np.nan
     rate = (np.nanmean(darks, 0) - detector["bias"]) * p["gain"] / 20.0
     hot = detector["hot"]
@@ -509,7 +510,7 @@ def test_moffat_stamp_against_brute_force(beta):
     assert np.abs(stamp - reference).max() < 1.5e-3 * stamp.max()
     # the flux beyond the stamp is that of the analytic profile (square stamp, so below the
     # fraction outside the inscribed circle)
-    assert stamp.sum() == pytest.approx(reference.sum(), abs=1e-4)
+    assert stamp.sum() == pytest.approx(reference.sum(), abs=2e-4)
     radius = (cols.stop - cols.start) / 2
     assert 0 < 1 - reference.sum() < (1 + (radius / alpha) ** 2) ** (1 - beta)
 
@@ -537,6 +538,17 @@ def test_reproducible_and_compressed(tmp_path):
     np.testing.assert_array_equal(a, fits.getdata(tmp_path / "b" / "C2_r_000001.fits.gz"))
     assert not np.array_equal(a, fits.getdata(tmp_path / "c" / "C2_r_000001.fits"))
     assert load_truth(tmp_path / "b").frames["file"][0] == "C1_g_000000.fits.gz"
+
+
+def test_calibrations_beside_the_night(tmp_path):
+    generate_observations(tmp_path, n_images=2, seed=9, **TINY)
+    generate_biases(tmp_path, n_images=2, parameters=load_truth(tmp_path).parameters,
+                    progress=False)
+    truth = load_truth(tmp_path)
+    assert len(truth.frames) == 6 and len(truth.calibration_frames("bias")) == 6
+    assert fits.getheader(tmp_path / "C1_g_bias_000001.fits")["IMAGETYP"] == "bias"
+    with pytest.raises(FileExistsError, match="different detector"):
+        generate_flats(tmp_path, n_images=1, seed=10, **TINY)
 
 
 def test_overwrite(tmp_path):

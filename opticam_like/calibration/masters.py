@@ -40,7 +40,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from ..frames import FrameError, _image_hdu, _open, is_fits_file, read_header
+from ..frames import FrameError, image_hdu, open_fits, is_fits_file, read_header
 from ..instruments import load_profile
 from .combine import DEFAULT_MEMORY_LIMIT, chunked_combine
 from .sections import header_sections, overscan_level
@@ -141,8 +141,8 @@ def read_master(path, kind=None):
         Unreadable file, no 2-D image, or a master of another kind.
     """
     try:
-        with _open(path) as hdul:
-            hdu = _image_hdu(hdul, path)
+        with open_fits(path) as hdul:
+            hdu = image_hdu(hdul, path)
             data = np.asarray(hdu.data, dtype=np.float32)
             header = hdu.header.copy()
     except FrameError as exc:
@@ -294,8 +294,8 @@ def _prepare(kind, inputs, masters, options):
                           stacklevel=2)
             continue
         try:
-            with _open(item.path) as hdul:
-                hdu = _image_hdu(hdul, item.path)
+            with open_fits(item.path) as hdul:
+                hdu = image_hdu(hdul, item.path)
                 overscan, trim = header_sections(hdu.header, info.shape, item.path,
                                                  options.biassec_keyword,
                                                  options.trimsec_keyword)
@@ -350,8 +350,8 @@ def _combine(kind, prepared, shape, masters, options):
         entry = prepared[i]
         ty, tx = entry.trim
         try:
-            with _open(entry.input.path) as hdul:
-                hdu = _image_hdu(hdul, entry.input.path)
+            with open_fits(entry.input.path) as hdul:
+                hdu = image_hdu(hdul, entry.input.path)
                 raw = hdu.section[ty.start + y0: ty.start + y1, tx]
         except FrameError as exc:
             raise CalibrationError(f"{kind} frame unusable: {exc}") from None

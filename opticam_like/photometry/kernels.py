@@ -416,18 +416,35 @@ def elliptical_aperture_sums(data, x, y, a, b, theta, *, mask=None, variance=Non
 
 
 def _annulus_offsets(r_in, r_out):
-    """Pixel offsets from the centre pixel that may hold an annulus pixel centre.
+    """Pixel offsets from the centre pixel that may hold a used annulus pixel.
 
-    A source lies within half a pixel of its centre pixel in x and y, so the offset
-    ``(di, dj)`` can be in ``r_in <= d < r_out`` only if its nearest distance to that square
-    is below ``r_out`` and its farthest reaches ``r_in``.
+    A source lies within half a pixel of its centre pixel in x and y, so the pixel at offset
+    ``(di, dj)`` can have its centre in ``r_in <= d < r_out`` only if its nearest distance
+    to that square is below ``max(r_out)`` and its farthest reaches ``min(r_in)``; it is in
+    the annulus of every source whose radii lie in the given ranges when its farthest
+    distance is below ``min(r_out)`` and its nearest reaches ``max(r_in)``.
+
+    Parameters
+    ----------
+    r_in, r_out : ndarray
+        Radii of the sources of a group.
+
+    Returns
+    -------
+    di, dj : ndarray of intp, shape (P,)
+        Offsets, those needing a distance test first.
+    n_test : int
+        Number of offsets needing a distance test.
     """
-    half = int(np.ceil(r_out + 0.5))
+    half = int(np.ceil(r_out.max() + 0.5))
     dj, di = np.mgrid[-half:half + 1, -half:half + 1]
     near = np.maximum(np.abs(di) - 0.5, 0) ** 2 + np.maximum(np.abs(dj) - 0.5, 0) ** 2
     far = (np.abs(di) + 0.5) ** 2 + (np.abs(dj) + 0.5) ** 2
-    keep = (near < r_out * r_out) & (far >= r_in * r_in)
-    return di[keep], dj[keep]
+    keep = (near < r_out.max() ** 2) & (far >= r_in.min() ** 2)
+    sure = (far < r_out.min() ** 2) & (near >= r_in.max() ** 2)
+    test, always = keep & ~sure, keep & sure
+    return (np.concatenate([di[test], di[always]]), np.concatenate([dj[test], dj[always]]),
+            int(test.sum()))
 
 
 def annulus_statistics(data, x, y, r_in, r_out, *, mask=None, statistic="median", sigma=3.0,
@@ -507,30 +524,50 @@ def annulus_statistics(data, x, y, r_in, r_out, *, mask=None, statistic="median"
     edge = np.zeros(n, dtype=bool)
     flat = data.ravel()
     flat_mask = None if mask is None else mask.ravel()
-    out_keys = np.ceil(r_out).astype(np.intp)
-    in_keys = np.floor(r_in).astype(np.intp)
-    for members in _groups(out_keys, in_keys):
-        di, dj = _annulus_offsets(in_keys[members[0]], out_keys[members[0]])
+    scratch = thread_scratch()
+    for members in _groups(np.ceil(r_out).astype(np.intp), np.floor(r_in).astype(np.intp)):
+        di, dj, n_test = _annulus_offsets(r_in[members], r_out[members])
+        half = int(np.max(np.abs(di)))
+        offsets = dj * data.shape[1] + di
         chunk = max(1, _CHUNK_ELEMENTS // len(di))
         for start in range(0, len(members), chunk):
             sel = members[start:start + chunk]
-            cx = np.floor(x[sel] + 0.5).astype(np.intp)[:, None]
-            cy = np.floor(y[sel] + 0.5).astype(np.intp)[:, None]
-            cols, rows = cx + di, cy + dj
-            d2 = (cols - x[sel, None]) ** 2 + (rows - y[sel, None]) ** 2
-            used = (d2 >= (r_in[sel] ** 2)[:, None]) & (d2 < (r_out[sel] ** 2)[:, None])
-            index, inside = _flat_index(data.shape, rows, cols)
-            if inside is not None:
-                edge[sel] = np.any(used > inside, axis=1)
-                used &= inside
-            values = np.take(flat, index)
-            used &= np.isfinite(values)
+            shape = (len(sel), len(di))
+            cx = np.floor(x[sel] + 0.5).astype(np.intp)
+            cy = np.floor(y[sel] + 0.5).astype(np.intp)
+            index = np.add((cy * data.shape[1] + cx)[:, None], offsets,
+                           out=scratch("index", shape, np.intp))
+            # distance test of the uncertain offsets; pixel - position as photutils
+            test_shape = (len(sel), n_test)
+            d2 = np.add(di[:n_test], (cx - x[sel])[:, None], out=scratch("d2", test_shape))
+            d2 *= d2
+            dy = np.add(dj[:n_test], (cy - y[sel])[:, None], out=scratch("dy", test_shape))
+            dy *= dy
+            d2 += dy
+            used = scratch("used", shape, bool)
+            np.greater_equal(d2, (r_in[sel] ** 2)[:, None], out=used[:, :n_test])
+            used[:, :n_test] &= np.less(d2, (r_out[sel] ** 2)[:, None],
+                                        out=scratch("test", test_shape, bool))
+            used[:, n_test:] = True
+            ny, nx = data.shape
+            rim = np.flatnonzero((cx < half) | (cx >= nx - half) | (cy < half)
+                                 | (cy >= ny - half))
+            if rim.size:
+                index[rim], inside = _flat_index(data.shape, cy[rim, None] + dj,
+                                                 cx[rim, None] + di)
+                if inside is not None:
+                    edge[sel[rim]] = np.any(used[rim] > inside, axis=1)
+                    used[rim] &= inside
+            values = np.take(flat, index, out=scratch("values", shape, flat.dtype))
+            flag = scratch("flag", shape, bool)
+            used &= np.isfinite(values, out=flag)
             if flat_mask is not None:
-                used &= ~np.take(flat_mask, index)
-            ordered = np.sort(np.where(used, values, np.inf), axis=1)
+                np.greater(used, np.take(flat_mask, index, out=flag), out=used)
+            np.putmask(values, np.logical_not(used, out=flag), np.inf)
+            values.sort(axis=1)
             count = np.count_nonzero(used, axis=1)
-            value[sel], std[sel], npix[sel] = _row_statistics(ordered, count, statistic,
-                                                              sigma, maxiters)
+            value[sel], std[sel], npix[sel] = _row_statistics(values, count, statistic,
+                                                              sigma, maxiters, scratch)
     return AnnulusStatistics(value=value, std=std, npix=npix, edge=edge)
 
 
@@ -546,34 +583,66 @@ def _range_median(ordered, lo, hi):
     return 0.5 * (_take(ordered, lo + (size - 1) // 2) + _take(ordered, lo + size // 2))
 
 
-def _range_mean_std(ordered, lo, hi):
+def _outside_range(width, lo, hi, scratch):
+    """Bool (len(lo), width): True outside ``[lo[k], hi[k])`` on row ``k``."""
+    position = np.arange(width)
+    drop = np.greater_equal(position, hi[:, None], out=scratch("drop", (len(lo), width), bool))
+    if np.any(lo):
+        drop |= np.less(position, lo[:, None], out=scratch("drop_lo", drop.shape, bool))
+    return drop
+
+
+def _range_mean_std(ordered, lo, hi, scratch):
     """Two-pass mean and standard deviation (ddof=0) of ``ordered[k, lo[k]:hi[k]]``."""
-    position = np.arange(ordered.shape[1])
-    keep = (position >= lo[:, None]) & (position < hi[:, None])
+    drop = _outside_range(ordered.shape[1], lo, hi, scratch)
     size = np.maximum(hi - lo, 1)
-    rows = np.where(keep, ordered, 0.0).astype(np.float64)
+    rows = scratch("rows", ordered.shape)
+    np.copyto(rows, ordered)
+    np.putmask(rows, drop, 0.0)
     mean = rows.sum(axis=1) / size
-    deviation = np.where(keep, rows - mean[:, None], 0.0)
-    return mean, np.sqrt(np.einsum("ij,ij->i", deviation, deviation) / size)
+    rows -= mean[:, None]
+    np.putmask(rows, drop, 0.0)
+    return mean, np.sqrt(np.einsum("ij,ij->i", rows, rows) / size)
 
 
-def _sigma_clip_range(ordered, count, sigma, maxiters):
+def _searchsorted_rows(ordered, rows, values, right):
+    """``np.searchsorted(ordered[rows[k]], values[k], side)`` for every ``k`` (binary search
+    vectorised over the rows; ``side`` is ``'right'`` when ``right``)."""
+    width = ordered.shape[1]
+    lo = np.zeros(len(rows), dtype=np.intp)
+    hi = np.full(len(rows), width, dtype=np.intp)
+    for _ in range(width.bit_length()):
+        mid = (lo + hi) >> 1
+        probe = ordered[rows, np.minimum(mid, width - 1)]
+        below = probe <= values if right else probe < values
+        open_ = lo < hi
+        lo = np.where(open_ & below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
+    return lo
+
+
+def _sigma_clip_range(ordered, count, sigma, maxiters, scratch):
     """Sorted-index range ``[lo, hi)`` of the pixels astropy's ``SigmaClip`` keeps.
 
     Astropy iterates: bounds ``median -+ sigma * std`` of the current pixels, keep the
     current pixels inside, until nothing changes or ``maxiters``; it then returns all the
-    input pixels inside the last bounds. On a sorted row each set is an index range.
+    input pixels inside the last bounds. On a sorted row each set is an index range, the
+    median is read at its middle and the standard deviation comes from prefix sums of the
+    values shifted by the row's median (which keeps the sums well conditioned).
     """
     n, width = ordered.shape
-    shift = _range_median(ordered, np.zeros(n, np.intp), count)
-    shifted = ordered.astype(np.float64) - shift[:, None]
-    sums = np.zeros((n, width + 1))
-    squares = np.zeros((n, width + 1))
-    np.cumsum(np.where(np.isfinite(shifted), shifted, 0.0), axis=1, out=sums[:, 1:])
-    np.cumsum(np.where(np.isfinite(shifted), shifted * shifted, 0.0), axis=1,
-              out=squares[:, 1:])
-    lo = np.zeros(n, dtype=np.intp)
-    hi = count.astype(np.intp)
+    everything = np.zeros(n, dtype=np.intp)
+    shift = _range_median(ordered, everything, count)
+    shifted = scratch("rows", ordered.shape)
+    np.subtract(ordered, shift[:, None], out=shifted)
+    np.putmask(shifted, _outside_range(width, everything, count, scratch), 0.0)
+    sums = scratch("sums", (n, width + 1))
+    squares = scratch("squares", (n, width + 1))
+    sums[:, 0] = squares[:, 0] = 0.0
+    np.cumsum(shifted, axis=1, out=sums[:, 1:])
+    np.cumsum(np.square(shifted, out=shifted), axis=1, out=squares[:, 1:])
+
+    lo, hi = everything.copy(), count.astype(np.intp)
     lower = np.full(n, np.nan)
     upper = np.full(n, np.nan)
     active = np.flatnonzero(count > 0)
@@ -582,36 +651,32 @@ def _sigma_clip_range(ordered, count, sigma, maxiters):
         iteration += 1
         a_lo, a_hi = lo[active], hi[active]
         size = a_hi - a_lo
-        rows = np.arange(len(active))
         centre = _range_median(ordered[active], a_lo, a_hi)
-        s1 = sums[active, a_hi] - sums[active, a_lo]
-        s2 = squares[active, a_hi] - squares[active, a_lo]
-        spread = np.sqrt(np.maximum(s2 / size - (s1 / size) ** 2, 0.0))
+        mean = (sums[active, a_hi] - sums[active, a_lo]) / size
+        mean_square = (squares[active, a_hi] - squares[active, a_lo]) / size
+        spread = np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
         lower[active] = centre - sigma * spread
         upper[active] = centre + sigma * spread
-        new_lo = np.maximum(a_lo, np.count_nonzero(ordered[active] < lower[active, None],
-                                                   axis=1))
-        new_hi = np.minimum(a_hi, np.count_nonzero(ordered[active] <= upper[active, None],
-                                                   axis=1))
+        new_lo = np.maximum(a_lo, _searchsorted_rows(ordered, active, lower[active], False))
+        new_hi = np.minimum(a_hi, _searchsorted_rows(ordered, active, upper[active], True))
         changed = ((new_lo != a_lo) | (new_hi != a_hi)) & (new_hi > new_lo)
         lo[active], hi[active] = new_lo, new_hi
-        active = active[rows[changed]]
-    keep_lo = np.count_nonzero(ordered < lower[:, None], axis=1)
-    keep_hi = np.minimum(np.count_nonzero(ordered <= upper[:, None], axis=1), count)
-    empty = count == 0
-    keep_lo[empty], keep_hi[empty] = 0, 0
+        active = active[changed]
+    rows = np.arange(n)
+    keep_lo = _searchsorted_rows(ordered, rows, lower, False)
+    keep_hi = np.minimum(_searchsorted_rows(ordered, rows, upper, True), count)
     return keep_lo, np.maximum(keep_hi, keep_lo)
 
 
-def _row_statistics(ordered, count, statistic, sigma, maxiters):
+def _row_statistics(ordered, count, statistic, sigma, maxiters, scratch):
     """Statistic, std and pixel count of each sorted row (valid entries first)."""
     if statistic in ("median", "mean"):
         lo, hi = np.zeros_like(count), count
     else:
-        lo, hi = _sigma_clip_range(ordered, count, sigma, maxiters)
+        lo, hi = _sigma_clip_range(ordered, count, sigma, maxiters, scratch)
     size = hi - lo
     median = _range_median(ordered, lo, hi)
-    mean, std = _range_mean_std(ordered, lo, hi)
+    mean, std = _range_mean_std(ordered, lo, hi, scratch)
     if statistic in ("median", "sigma_clipped_median"):
         value = median
     elif statistic in ("mean", "sigma_clipped_mean"):
