@@ -9,7 +9,8 @@ flux that falls in each pixel:
 * Moffat (Moffat 1969, A&A 3, 455; ``I(r) = (beta - 1) / (pi alpha^2) (1 + r^2/alpha^2)^-beta``):
   the mean of ``oversample x oversample`` (default 7 x 7) sub-pixel samples within ``2 FWHM``
   of the centre, where the profile is curved, of 3 x 3 samples within ``4 FWHM`` and the
-  pixel-centre value beyond (error below 0.1 % of the peak pixel and, for ``beta >= 1.5``, 2e-4 of the flux).
+  pixel-centre value beyond (error below 0.1 % of the peak pixel and, for ``beta >= 1.5``,
+  2e-4 of the flux).
 
 In both models ``fwhm`` is the geometric mean of the FWHMs along the axes; with ellipticity
 ``e = 1 - b/a`` the major axis is along x.

@@ -69,6 +69,8 @@ def _parser():
     ana.add_argument("--period", type=float, default=None,
                      help="fold at this period (s); default: the strongest periodogram peak")
     ana.add_argument("--n-bins", type=int, default=10, help="phase bins of the folded curve")
+    ana.add_argument("--target", type=int, default=None,
+                     help="catalogue ID of the target when several have light curves")
     return parser
 
 
@@ -145,7 +147,7 @@ def _variable_id(catalog, truth, name, reference_file):
 
 def _analyze(args):
     from .analysis import Analyzer
-    analyzer = Analyzer.from_directory(args.reduced)
+    analyzer = Analyzer.from_directory(args.reduced, target=args.target)
     written = analyzer.save_report(Path(args.reduced) / "analysis", period=args.period,
                                    n_bins=args.n_bins)
     for path in written:
@@ -160,7 +162,7 @@ def main(argv=None):
     try:
         {"simulate": _simulate, "reduce": _reduce, "demo": _demo,
          "analyze": _analyze}[args.command](args)
-    except (ConfigError, ReductionError, FileNotFoundError, FileExistsError) as exc:
+    except (ConfigError, ReductionError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"opticam-like {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

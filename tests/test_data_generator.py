@@ -17,7 +17,7 @@ from data_generator import (SimulationParameters, generate_biases, generate_dark
                             generate_flats, generate_observations, load_truth)
 from data_generator.psf import moffat_alpha, psf_stamp
 
-SMALL = dict(shape=(128, 128), n_sources=6, seed=7)
+SMALL = dict(shape=(128, 128), n_sources=6, seed=3)
 ARTEFACTS = dict(SMALL, cosmic_rays=3.0, hot_pixels=30, dead_pixels=30)
 
 

@@ -607,18 +607,38 @@ def _range_mean_std(ordered, lo, hi, scratch):
 
 def _searchsorted_rows(ordered, rows, values, right):
     """``np.searchsorted(ordered[rows[k]], values[k], side)`` for every ``k`` (binary search
-    vectorised over the rows; ``side`` is ``'right'`` when ``right``)."""
+    vectorised over the rows; ``side`` is ``'right'`` where the bool array ``right`` is)."""
     width = ordered.shape[1]
     lo = np.zeros(len(rows), dtype=np.intp)
     hi = np.full(len(rows), width, dtype=np.intp)
     for _ in range(width.bit_length()):
         mid = (lo + hi) >> 1
         probe = ordered[rows, np.minimum(mid, width - 1)]
-        below = probe <= values if right else probe < values
+        below = (probe < values) | (right & (probe == values))
         open_ = lo < hi
         lo = np.where(open_ & below, mid + 1, lo)
         hi = np.where(open_ & ~below, mid, hi)
     return lo
+
+
+def _count_sorted(ordered, rows, values, guess, right, window=16):
+    """``np.searchsorted(ordered[rows[k]], values[k], side)`` for every ``k`` (``side`` as in
+    :func:`_searchsorted_rows`), looked up in a window of ``2 * window`` entries around
+    ``guess[k]`` (the answer moves little from one
+    clipping iteration to the next) with a binary search where the window misses it."""
+    width = ordered.shape[1]
+    start = guess - window
+    position = start[:, None] + np.arange(2 * window)
+    probe = ordered.ravel()[rows[:, None] * width + np.clip(position, 0, width - 1)]
+    below = (probe < values[:, None]) | (right[:, None] & (probe == values[:, None]))
+    below &= position < width
+    below |= position < 0
+    result = start + np.count_nonzero(below, axis=1)
+    missed = np.flatnonzero(~below[:, 0] | below[:, -1])
+    if missed.size:
+        result[missed] = _searchsorted_rows(ordered, rows[missed], values[missed],
+                                            right[missed])
+    return result
 
 
 def _sigma_clip_range(ordered, count, sigma, maxiters, scratch):
@@ -643,8 +663,7 @@ def _sigma_clip_range(ordered, count, sigma, maxiters, scratch):
     np.cumsum(np.square(shifted, out=shifted), axis=1, out=squares[:, 1:])
 
     lo, hi = everything.copy(), count.astype(np.intp)
-    lower = np.full(n, np.nan)
-    upper = np.full(n, np.nan)
+    keep_lo, keep_hi = lo.copy(), hi.copy()
     active = np.flatnonzero(count > 0)
     iteration = 0
     while active.size and (maxiters is None or iteration < maxiters):
@@ -654,17 +673,20 @@ def _sigma_clip_range(ordered, count, sigma, maxiters, scratch):
         centre = _range_median(ordered[active], a_lo, a_hi)
         mean = (sums[active, a_hi] - sums[active, a_lo]) / size
         mean_square = (squares[active, a_hi] - squares[active, a_lo]) / size
-        spread = np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
-        lower[active] = centre - sigma * spread
-        upper[active] = centre + sigma * spread
-        new_lo = np.maximum(a_lo, _searchsorted_rows(ordered, active, lower[active], False))
-        new_hi = np.minimum(a_hi, _searchsorted_rows(ordered, active, upper[active], True))
+        spread = sigma * np.sqrt(np.maximum(mean_square - mean * mean, 0.0))
+        # entries below the lower bound and up to the upper bound, in one lookup
+        m = len(active)
+        found = _count_sorted(ordered, np.concatenate([active, active]),
+                              np.concatenate([centre - spread, centre + spread]),
+                              np.concatenate([a_lo, a_hi]),
+                              np.repeat([False, True], m))
+        keep_lo[active], keep_hi[active] = found[:m], found[m:]
+        new_lo = np.maximum(a_lo, found[:m])
+        new_hi = np.minimum(a_hi, found[m:])
         changed = ((new_lo != a_lo) | (new_hi != a_hi)) & (new_hi > new_lo)
         lo[active], hi[active] = new_lo, new_hi
         active = active[changed]
-    rows = np.arange(n)
-    keep_lo = _searchsorted_rows(ordered, rows, lower, False)
-    keep_hi = np.minimum(_searchsorted_rows(ordered, rows, upper, True), count)
+    keep_hi = np.minimum(keep_hi, count)
     return keep_lo, np.maximum(keep_hi, keep_lo)
 
 
