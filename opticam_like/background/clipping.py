@@ -47,21 +47,18 @@ from astropy.utils.exceptions import AstropyUserWarning
 __all__ = ["BoxGrid", "BoxStatistics", "box_statistics"]
 
 #: Half width of the core, in units of the rough sigma of the box.
-_CORE_HALF_WIDTH = 2.5
-#: Safety factor on the band half width (in ranks) derived from the density.
+_CORE_HALF_WIDTH = 2.4
+#: Safety factor on the rank distances that set the band.
 _BAND_MARGIN = 1.25
-#: Ratio of the true density at the centre of a normal distribution to the
-#: estimate made from its 15.9-84.1 percentile range.
-_DENSITY_BIAS = 0.3989 / (0.6827 / 2.0)
-#: Relative distance (in std) below which a bound is too close to a pixel
-#: value to trust float32 sums.
+#: Relative distance (in std) below which a clipping bound is too close to
+#: a pixel value to trust the float32 sums of the core.
 _SUM_TOLERANCE = 1e-5
 #: At most this many sub-sampled pixels per box side.
 _SUBSAMPLE_SIDE = 16
 #: A box with more extracted pixels than this fraction is sorted instead.
 _MAX_EXTRACTED_FRACTION = 0.35
-#: Fully sorted boxes are processed in chunks of this many rows.
-_SORTED_CHUNK = 64
+#: Rows processed together in the passes over the pixels (cache-sized).
+_CHUNK_BYTES = 1 << 20
 
 _NONFINITE_MESSAGE = ("Input data contains non-finite (NaN or infinity) values, "
                       "which were automatically masked.")
@@ -135,6 +132,122 @@ class BoxStatistics:
     n_sorted: int
 
 
+def _subsample_steps(box_size):
+    """Steps of the regular sub-sample of a box (at most 16 per side)."""
+    return tuple(-(-b // _SUBSAMPLE_SIDE) for b in box_size)
+
+
+class _BoxRows:
+    """The boxes of an image, each to be copied into one row of pixels.
+
+    Complete boxes come first (C order), then the partial boxes of the last
+    row, of the last column and the corner, when they have more real pixels
+    than ``min_valid`` (the others are always excluded and are skipped).
+
+    Parameters
+    ----------
+    grid : BoxGrid
+        The boxes.
+    min_valid : float
+        Partial boxes with at most this many real pixels are skipped.
+    """
+
+    def __init__(self, grid, min_valid):
+        (ny, nx), (by, bx) = grid.shape, grid.box_size
+        (fy, fx), mx = grid.full_shape, grid.mesh_shape[1]
+        y1, x1 = fy * by, fx * bx
+        h, w = ny - y1, nx - x1
+        self.grid = grid
+        self.groups = []             # (flat mesh cells, image region, (a, hh, b, ww))
+        if fy and fx:
+            self.groups.append(((np.arange(fy)[:, None] * mx + np.arange(fx)).ravel(),
+                                (slice(0, y1), slice(0, x1)), (fy, by, fx, bx)))
+        if h and fx and h * bx > min_valid:
+            self.groups.append((fy * mx + np.arange(fx), (slice(y1, ny), slice(0, x1)),
+                                (1, h, fx, bx)))
+        if w and fy and by * w > min_valid:
+            self.groups.append((np.arange(fy) * mx + fx, (slice(0, y1), slice(x1, nx)),
+                                (fy, by, 1, w)))
+        if h and w and h * w > min_valid:
+            self.groups.append((np.array([fy * mx + fx]), (slice(y1, ny), slice(x1, nx)),
+                                (1, h, 1, w)))
+        self.cells = (np.concatenate([g[0] for g in self.groups]) if self.groups
+                      else np.zeros(0, np.int64))
+        iy, ix = np.divmod(self.cells, mx)
+        self.real_pixels = (np.minimum(by, ny - iy * by) * np.minimum(bx, nx - ix * bx))
+
+    def _fill(self, out, source, invalid, step=(1, 1), offset=None):
+        """Copy ``source`` (or a regular sub-grid of it) into rows of ``out``.
+
+        Rows are ``out[i].reshape(ky, kx)`` for box ``i``; missing and
+        invalid pixels are +inf; ``offset`` (one value per row) is
+        subtracted on the way.
+        """
+        (by, bx), (sy, sx) = self.grid.box_size, step
+        ky, kx = len(range(sy // 2, by, sy)), len(range(sx // 2, bx, sx))
+        start = 0
+        for cells, region, (a, hh, b, ww) in self.groups:
+            n = len(cells)
+            block = out[start:start + n].reshape(a, b, ky, kx)
+            jy, jx = len(range(sy // 2, hh, sy)), len(range(sx // 2, ww, sx))
+            if (jy, jx) != (ky, kx):
+                block[...] = np.inf
+            target = block[:, :, :jy, :jx].transpose(0, 2, 1, 3)
+            view = source[region].reshape(a, hh, b, ww)[:, sy // 2::sy, :, sx // 2::sx]
+            if offset is None:
+                np.copyto(target, view, casting="unsafe")
+            else:
+                shift = offset[start:start + n].reshape(a, 1, b, 1).astype(out.dtype)
+                np.subtract(view, shift, out=target, casting="unsafe")
+            if invalid is not None:
+                np.copyto(target, np.inf, where=invalid[region].reshape(
+                    a, hh, b, ww)[:, sy // 2::sy, :, sx // 2::sx])
+            start += n
+
+    def subsample(self, data, invalid, dtype):
+        """At most 16 x 16 regularly spaced pixels of every box.
+
+        Returns
+        -------
+        ndarray, shape (n_boxes, k)
+            The sampled pixels (invalid or missing ones = +inf).
+        """
+        by, bx = self.grid.box_size
+        step = _subsample_steps(self.grid.box_size)
+        k = len(range(step[0] // 2, by, step[0])) * len(range(step[1] // 2, bx, step[1]))
+        out = np.empty((len(self.cells), k), dtype=dtype)
+        self._fill(out, data, invalid, step)
+        return out
+
+    def gather(self, data, invalid, offset, dtype):
+        """All pixels of every box, less ``offset``.
+
+        Parameters
+        ----------
+        data : ndarray
+            The image.
+        invalid : ndarray of bool or None
+            Pixels to ignore.
+        offset : ndarray, shape (n_boxes,)
+            Value subtracted from each box (a data value, so that the
+            difference is exact near it).
+        dtype : numpy dtype
+            ``float32`` or ``float64``.
+
+        Returns
+        -------
+        ndarray, shape (n_boxes, by * bx)
+            The boxes as rows; invalid and missing pixels = +inf.
+        """
+        out = np.empty((len(self.cells), self.grid.box_npixels), dtype=dtype)
+        if data.dtype.kind == "f" or data.dtype.itemsize <= 2:
+            self._fill(out, data, invalid, offset=offset)
+        else:
+            # Wide integers are rounded to float32 first, as photutils does.
+            self._fill(out, data, invalid)
+            out -= offset.astype(dtype)[:, None]
+        return out
+
 def _row_counts(flags):
     """Number of True values in each row of a 2-D boolean array."""
     if flags.shape[1] % 8 == 0 and flags.flags.c_contiguous:
@@ -142,147 +255,261 @@ def _row_counts(flags):
     return np.count_nonzero(flags, axis=1)
 
 
-def _gather_boxes(data, invalid, grid, work_dtype, min_valid):
-    """Copy the boxes into rows, invalid pixels set to +inf.
+def _subsample_quantiles(sub, npix):
+    """Rough median, spread and density of every row from a sub-sample.
 
     Parameters
     ----------
-    data : ndarray, shape ``grid.shape``
-        Image (any real dtype).
-    invalid : ndarray of bool or None
-        Pixels to ignore (mask and coverage mask).
-    grid : BoxGrid
-        The box grid.
-    work_dtype : numpy dtype
-        ``float32`` or ``float64``.
-    min_valid : float
-        Partial boxes with no more real pixels than this are skipped (they
-        are always excluded).
+    sub : ndarray, shape (n_rows, k)
+        Sub-sampled pixels of each box (invalid ones = +inf); sorted in place.
+    npix : int
+        Pixels per box.
 
     Returns
     -------
-    rows : ndarray, shape (n_boxes, by * bx)
-        One box per row (complete boxes in C order, then the used partial
-        ones), invalid and missing pixels = +inf.
-    cells : ndarray of int, shape (n_boxes,)
-        Flat mesh index of each row.
-    n_masked : int
-        Number of ``invalid`` pixels inside the rows.
-    """
-    (ny, nx), (by, bx) = grid.shape, grid.box_size
-    (fy, fx), (my, mx) = grid.full_shape, grid.mesh_shape
-    y1, x1 = fy * by, fx * bx
-    h, w = ny - y1, nx - x1
-    groups = []                                   # (cells, image slice, layout)
-    if fy and fx:
-        groups.append(((np.arange(fy)[:, None] * mx + np.arange(fx)).ravel(),
-                       (slice(0, y1), slice(0, x1)), (fy, by, fx, bx)))
-    if h and fx and h * bx > min_valid:
-        groups.append((fy * mx + np.arange(fx), (slice(y1, ny), slice(0, x1)),
-                       (1, h, fx, bx)))
-    if w and fy and by * w > min_valid:
-        groups.append((np.arange(fy) * mx + fx, (slice(0, y1), slice(x1, nx)),
-                       (fy, by, 1, w)))
-    if h and w and h * w > min_valid:
-        groups.append((np.array([fy * mx + fx]), (slice(y1, ny), slice(x1, nx)),
-                       (1, h, 1, w)))
-    n_rows = sum(len(g[0]) for g in groups)
-    rows = np.empty((n_rows, by * bx), dtype=work_dtype)
-    start = n_masked = 0
-    for cells, region, (a, hh, b, ww) in groups:
-        block = rows[start:start + len(cells)].reshape(a, b, by, bx)
-        if (hh, ww) != (by, bx):
-            block[...] = np.inf
-        target = block[:, :, :hh, :ww].transpose(0, 2, 1, 3)
-        np.copyto(target, data[region].reshape(a, hh, b, ww), casting="unsafe")
-        if invalid is not None:
-            np.copyto(target, np.inf, where=invalid[region].reshape(a, hh, b, ww))
-            n_masked += int(np.count_nonzero(invalid[region]))
-        start += len(cells)
-    cells = np.concatenate([g[0] for g in groups]) if groups else np.zeros(0, int)
-    return rows, cells, n_masked
-
-
-def _subsample_quantiles(rows, grid):
-    """Rough median and sigma of every row from a regular sub-sample.
-
-    Parameters
-    ----------
-    rows : ndarray, shape (n_rows, by * bx)
-        Boxes as rows (invalid pixels = +inf).
-    grid : BoxGrid
-        The boxes.
-
-    Returns
-    -------
-    centre, sigma : ndarray, shape (n_rows,)
-        Sub-sample median (a data value) and half the 15.9-84.1 percentile
-        range; NaN where fewer than 8 sub-sampled values are finite, the
-        lowest one is -inf or the range is zero.
+    centre : ndarray, shape (n_rows,)
+        Sub-sample median (a data value); NaN where fewer than 8 values are
+        finite, the lowest is -inf or the spread is zero.
+    half : ndarray, shape (n_rows,)
+        Half width of the core: 2.4 x half the 15.9-84.1 percentile range.
     density : ndarray, shape (n_rows,)
-        Rough number of pixels per unit value near the median (a lower
-        estimate for a normal distribution).
-    n_low, n_high : ndarray, shape (n_rows,)
-        Upper estimates of the number of finite pixels of the box below and
-        above the core ``centre -+ 2.5 sigma``.
+        Pixels per unit value near the median, from the interquartile range
+        (a slight underestimate for a normal distribution).
+    step : ndarray, shape (n_rows,)
+        Smallest gap between distinct sampled values in the interquartile
+        range (the quantisation of integer-valued data, else tiny).
     """
-    by, bx = grid.box_size
-    sy, sx = -(-by // _SUBSAMPLE_SIDE), -(-bx // _SUBSAMPLE_SIDE)
-    boxes = rows.reshape(len(rows), by, bx)
-    sub = np.sort(boxes[:, sy // 2::sy, sx // 2::sx].reshape(len(rows), -1), axis=1)
+    sub.sort(axis=1)
     n_sub = sub.shape[1]
-    n_fin = np.count_nonzero(np.isfinite(sub), axis=1)
+    n_fin = np.count_nonzero(sub < np.inf, axis=1)
     last = np.maximum(n_fin - 1, 0)
-
-    def quantile(p):
-        return np.take_along_axis(sub, np.floor(p * last).astype(np.intp)[:, None],
-                                  axis=1)[:, 0].astype(np.float64)
-
-    centre = quantile(0.5)
-    sigma = 0.5 * (quantile(0.8413) - quantile(0.1587))
-    bad = (n_fin < 8) | (sub[:, 0] == -np.inf) | ~(sigma > 0)
+    probs = np.array([0.5, 0.1587, 0.8413, 0.25, 0.75])
+    q = np.take_along_axis(sub, np.floor(probs * last[:, None]).astype(np.intp),
+                           axis=1).astype(np.float64)
+    centre = q[:, 0]
+    half = _CORE_HALF_WIDTH * 0.5 * (q[:, 2] - q[:, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        density = npix * (n_fin / n_sub) * 0.5 / (q[:, 4] - q[:, 3])
+    bad = (n_fin < 8) | (sub[:, 0] == -np.inf) | ~(half > 0) | ~(density < np.inf)
     centre[bad] = np.nan
-    sigma[bad] = np.nan
-    half = _CORE_HALF_WIDTH * sigma
-    scale = grid.box_npixels / n_sub
+    with np.errstate(invalid="ignore"):
+        gaps = np.diff(sub, axis=1)
+    inner = (sub[:, :-1] >= q[:, 3:4]) & (sub[:, 1:] <= q[:, 4:5]) & (gaps > 0)
+    step = np.where(inner, gaps, np.inf).min(axis=1, initial=np.inf)
+    step = np.where(np.isfinite(step), step, 0.0)
+    return centre, half, density, step
 
-    def upper_estimate(count):
-        return (count + 3.0 * np.sqrt(count + 1.0)) * scale
 
-    n_low = upper_estimate(np.count_nonzero(sub <= (centre - half)[:, None], axis=1))
-    n_high = upper_estimate(np.count_nonzero(
-        (sub >= (centre + half)[:, None]) & np.isfinite(sub), axis=1))
-    density = grid.box_npixels * (n_fin / n_sub) * 0.6827 / (2.0 * sigma)
-    return centre, sigma, density, n_low, n_high
+def _split_chunk(y, half, density, step, n_inf, max_extracted):
+    """Passes over the pixels of a few rows: core sums, tails and band.
+
+    Parameters
+    ----------
+    y : ndarray, shape (k, npix)
+        Boxes as rows, relative to their rough median (invalid = +inf).
+    half, density, step : ndarray, shape (k,)
+        Core half width, density near the median and value quantisation.
+    n_inf : ndarray of int, shape (k,)
+        Number of +inf values per row, when known (else zeros).
+    max_extracted : int
+        Largest number of finite extracted pixels accepted per row.
+
+    Returns
+    -------
+    dict
+        ``ext``: extracted values, sorted, +inf padded; per row: ``counts``
+        (extracted), ``anchor`` and ``below`` (a value near the median and the
+        exact number of pixels below it), ``s1, s2`` (sums of the values
+        clipped to the core), ``ok`` (row usable).
+    """
+    npix = y.shape[1]
+    dtype = y.dtype
+    h = half.astype(dtype)
+    work = np.clip(y, -h[:, None], h[:, None])
+    s1 = work.sum(axis=1).astype(np.float64)
+    s2 = np.einsum("ij,ij->i", work, work).astype(np.float64)
+    np.abs(y, out=work)
+    selected = work >= h[:, None]
+    n_tails = _row_counts(selected) - n_inf
+    n_valid = npix - n_inf
+
+    # The band must hold every rank the median can take: clipping the tails
+    # moves it by at most half their number from the middle. Anchor it on
+    # the winsorised mean, count the pixels below the anchor, and convert
+    # rank distances to values with the (underestimated) density.
+    anchor = ((s1 - n_inf * h) / np.maximum(n_valid, 1)).astype(dtype)
+    below = _row_counts(y < anchor[:, None])
+    r_min = np.floor((n_valid - n_tails - 1) / 2)
+    r_max = np.floor((n_valid + n_tails) / 2)
+    pad = np.maximum(2.0 / density, 1.01 * step)      # ties of quantised data
+    band_lo = anchor - (np.maximum(below - r_min, 0) * _BAND_MARGIN / density
+                        + pad).astype(dtype)
+    band_hi = anchor + (np.maximum(r_max + 1 - below, 0) * _BAND_MARGIN / density
+                        + pad).astype(dtype)
+    selected |= (y >= band_lo[:, None]) & (y <= band_hi[:, None])
+    counts = _row_counts(selected)
+    ok = np.isfinite(s1) & (counts <= max_extracted + n_inf)
+    if not ok.all():
+        selected &= ok[:, None]
+        counts = np.where(ok, counts, 0)
+    return {"ext": _sorted_ragged(y[selected], counts), "counts": counts,
+            "anchor": anchor, "below": below, "s1": s1, "s2": s2, "ok": ok}
+
+
+def _summarise_split(y, centre, half, density, step, n_inf):
+    """Summary of rows split into core, tails and band (fast path).
+
+    Parameters
+    ----------
+    y : ndarray, shape (n_rows, npix)
+        Boxes as rows, less ``centre`` (invalid pixels = +inf).
+    centre, half, density, step : ndarray, shape (n_rows,)
+        From `_subsample_quantiles` (rows with NaN ``centre`` are not split).
+    n_inf : ndarray of int, shape (n_rows,)
+        Number of +inf values in each row if known (else zeros: unmasked
+        +inf data are then found among the tails).
+
+    Returns
+    -------
+    summary : _Summary
+        For the rows that could be split.
+    split : ndarray of bool, shape (n_rows,)
+        Rows described by ``summary``; the others must be sorted.
+    nonfinite : ndarray of bool, shape (n_rows,)
+        Rows found to hold NaN or -inf values.
+    n_inf : ndarray of int, shape (n_rows,)
+        Number of +inf values found in each row.
+    """
+    n_rows, npix = y.shape
+    usable = np.isfinite(centre)
+    half = np.where(usable, half, 1.0)
+    density = np.where(usable, density, 1.0)
+    chunk = max(1, _CHUNK_BYTES // (npix * y.itemsize))
+    starts = range(0, n_rows, chunk)
+    parts = [_split_chunk(y[i:i + chunk], half[i:i + chunk], density[i:i + chunk],
+                          step[i:i + chunk], n_inf[i:i + chunk],
+                          int(_MAX_EXTRACTED_FRACTION * npix))
+             for i in starts]
+    width = max([p["ext"].shape[1] for p in parts], default=1)
+    if len(parts) == 1:
+        ext = parts[0]["ext"]
+    else:
+        ext = np.full((n_rows, width), np.inf, dtype=y.dtype)
+        for i, p in zip(starts, parts):
+            ext[i:i + len(p["ext"]), :p["ext"].shape[1]] = p["ext"]
+    counts, anchor, below, s1, s2, ok = (
+        np.concatenate([p[key] for p in parts]) if parts else np.zeros(0)
+        for key in ("counts", "anchor", "below", "s1", "s2", "ok"))
+    nonfinite = usable & (~np.isfinite(s1) | (ext[:, 0] == -np.inf))
+    ok = usable & ~nonfinite & ok.astype(bool)
+
+    h = half.astype(y.dtype)
+    n_low = _row_counts(ext <= -h[:, None])
+    n_fin = _row_counts(ext < np.inf)
+    n_mid = _row_counts(np.abs(ext) < h[:, None])
+    n_high = n_fin - n_low - n_mid
+    n_inf_found = counts.astype(np.int64) - n_fin
+    core_n = npix - n_inf_found - n_low - n_high
+    # Core sums: the clipped sums less the tails clipped to -h and +h (+inf
+    # pixels were clipped to +h too).
+    h64 = h.astype(np.float64)
+    n_clipped_high = n_high + n_inf_found
+    core_s1 = s1 + (n_low - n_clipped_high) * h64
+    core_s2 = s2 - (n_low + n_clipped_high) * h64 * h64
+    # Core pixels between -h and the band are not extracted: the band starts
+    # at global rank n_low + gap_low.
+    gap_low = below.astype(np.int64) - _row_counts(ext < anchor[:, None])
+
+    tail_width = max(int((n_low + n_high).max(initial=0)), 1)
+    j = np.arange(tail_width)
+    pos = np.where(j < n_low[:, None], j, j + n_mid[:, None])
+    tails = np.take_along_axis(ext, np.minimum(pos, width - 1), axis=1).astype(np.float64)
+    tails[j >= (n_low + n_high)[:, None]] = np.inf
+    if not ok.all():
+        keep = np.flatnonzero(ok)
+        tails, ext, centre = tails[keep], ext[keep], centre[keep]
+        n_low, n_mid, n_high, gap_low, core_n, core_s1, core_s2, h64 = (
+            v[keep] for v in (n_low, n_mid, n_high, gap_low, core_n, core_s1,
+                              core_s2, h64))
+    summary = _make_summary(centre, tails, n_low + n_high, (core_n, core_s1, core_s2),
+                            (-h64, h64), ext, n_low, n_low + gap_low, n_mid,
+                            _SUM_TOLERANCE if y.dtype == np.float32 else 0.0)
+    return summary, ok, nonfinite, n_inf_found
 
 
 @dataclass
 class _Summary:
     """What the clipping iterations need to know about a set of rows.
 
-    All values are relative to ``centre`` (float64). ``tails`` holds the
-    pixels that are individually tested against the bounds (NaN padded) and
-    ``moments`` their ``(1, t, t**2)``; the core pixels enter only through
-    ``core_n, core_s1, core_s2`` and lie in ``(core_lo, core_hi)``. ``band``
-    holds sorted values whose global ranks (among the valid pixels of the
-    row) start at ``band_start``. A clipping bound closer than
-    ``tolerance * std`` to a pixel value cannot be trusted (the sums carry
-    rounding errors of that order) and sends the row to the exact path.
+    Values are relative to ``centre`` (float64). The *tails* are the pixels
+    tested one by one against the clipping bounds: ``tails`` holds them
+    sorted (+inf padded to a multiple of 8 columns, ``n_tails`` per row) and
+    ``cum1, cum2`` the running sums of ``t`` and ``t**2`` (a leading zero,
+    flattened: row ``i`` starts at ``cum_base[i]``). The *core* pixels lie in
+    ``(core_lo, core_hi)``, inside every clipping interval, and enter only
+    through ``core_n, core_s1, core_s2``. The median is read in the *band*:
+    ``band.flat[band_base[i] + k]`` is the valid pixel of global rank
+    ``band_rank0[i] + k`` for ``0 <= k < band_n[i]``. A clipping bound closer
+    than ``tolerance * std`` to a pixel value cannot be trusted (the core
+    sums carry rounding errors of that order) and sends the row to the exact
+    path.
     """
 
     centre: np.ndarray
-    n_valid: np.ndarray
     tails: np.ndarray
-    moments: np.ndarray
+    n_tails: np.ndarray
+    cum1: np.ndarray
+    cum2: np.ndarray
+    cum_base: np.ndarray
     core_n: np.ndarray
     core_s1: np.ndarray
     core_s2: np.ndarray
     core_lo: np.ndarray
     core_hi: np.ndarray
     band: np.ndarray
-    band_start: np.ndarray
+    band_base: np.ndarray
+    band_rank0: np.ndarray
     band_n: np.ndarray
     tolerance: float
+
+
+def _make_summary(centre, tails, n_tails, core, core_edges, band, band_offset,
+                  band_rank0, band_n, tolerance):
+    """Assemble a `_Summary` (running sums and flat offsets included)."""
+    n, width = tails.shape
+    if width % 8:
+        tails = np.concatenate([tails, np.full((n, 8 - width % 8), np.inf)], axis=1)
+        width = tails.shape[1]
+    t = np.where(tails < np.inf, tails, 0.0)
+    cum1 = np.zeros((n, width + 1))
+    cum2 = np.zeros((n, width + 1))
+    np.cumsum(t, axis=1, out=cum1[:, 1:])
+    np.cumsum(t * t, axis=1, out=cum2[:, 1:])
+    return _Summary(centre=centre, tails=tails, n_tails=n_tails, cum1=cum1.ravel(),
+                    cum2=cum2.ravel(), cum_base=np.arange(n) * (width + 1),
+                    core_n=core[0].astype(np.float64), core_s1=core[1],
+                    core_s2=core[2], core_lo=core_edges[0], core_hi=core_edges[1],
+                    band=band.ravel(), band_base=np.arange(n) * band.shape[1] + band_offset,
+                    band_rank0=band_rank0, band_n=band_n, tolerance=tolerance)
+
+
+def _summarise_sorted(rows):
+    """Summary of rows whose valid values are all kept and sorted (exact path).
+
+    Non-finite values are treated as masked.
+    """
+    rows = np.where(np.isfinite(rows), rows, np.inf).astype(np.float64)
+    rows.sort(axis=1)
+    n = len(rows)
+    n_valid = np.count_nonzero(rows < np.inf, axis=1)
+    centre = np.take_along_axis(rows, np.maximum((n_valid - 1) // 2, 0)[:, None],
+                                axis=1)[:, 0]
+    centre[n_valid == 0] = 0.0
+    rows -= centre[:, None]
+    zeros = np.zeros(n)
+    return _make_summary(centre, rows, n_valid, (zeros, zeros, zeros),
+                         (np.full(n, np.inf), np.full(n, -np.inf)), rows,
+                         np.zeros(n, np.int64), np.zeros(n, np.int64), n_valid, 0.0)
 
 
 def _sorted_ragged(values, counts):
@@ -298,8 +525,8 @@ def _sorted_ragged(values, counts):
     Returns
     -------
     ndarray, shape (n_rows, counts.max())
-        Sorted rows. Rows are sorted in groups of similar length, since
-        sorting cost grows quickly with the padded width.
+        Sorted rows. The longest tenth is sorted apart, since the cost of a
+        sort grows quickly with the padded width.
     """
     n_rows = len(counts)
     width = max(int(counts.max(initial=0)), 1)
@@ -307,7 +534,8 @@ def _sorted_ragged(values, counts):
     starts = np.cumsum(counts) - counts
     out.ravel()[np.arange(values.size)
                 + np.repeat(np.arange(n_rows) * width - starts, counts)] = values
-    narrow = max(int(np.quantile(counts, 0.9)) if n_rows else 1, 1)
+    k = (9 * n_rows) // 10
+    narrow = max(int(np.partition(counts, k)[k]), 1) if n_rows else 1
     if narrow * 2 > width:
         out.sort(axis=1)
         return out
@@ -321,222 +549,117 @@ def _sorted_ragged(values, counts):
     return out
 
 
-def _moments(values):
-    """``(1, t, t**2)`` of a NaN-padded array, zero where NaN."""
-    finite = ~np.isnan(values)
-    t = np.where(finite, values, 0.0)
-    return np.stack([finite.astype(np.float64), t, t * t], axis=-1)
-
-
-def _summarise_sorted(rows):
-    """Summary of rows whose values are all kept and sorted (exact path)."""
-    rows = np.where(np.isfinite(rows), rows, np.inf)
-    rows.sort(axis=1)
-    n_valid = np.count_nonzero(rows < np.inf, axis=1)
-    centre = np.take_along_axis(rows, np.maximum((n_valid - 1) // 2, 0)[:, None],
-                                axis=1)[:, 0].astype(np.float64)
-    values = rows.astype(np.float64) - centre[:, None]
-    values[~np.isfinite(values)] = np.nan
-    zeros = np.zeros(len(rows))
-    return _Summary(centre=centre, n_valid=n_valid, tails=values,
-                    moments=_moments(values), core_n=zeros, core_s1=zeros,
-                    core_s2=zeros, core_lo=np.full(len(rows), np.inf),
-                    core_hi=np.full(len(rows), -np.inf), band=values,
-                    band_start=np.zeros(len(rows), np.int64), band_n=n_valid,
-                    tolerance=0.0)
-
-
-def _summarise_split(rows, n_inf, max_extracted, grid):
-    """Summary of rows split into core, tails and band (fast path).
-
-    Parameters
-    ----------
-    rows : ndarray, shape (n_rows, by * bx)
-        Boxes as rows (invalid pixels = +inf).
-    n_inf : ndarray of int, shape (n_rows,)
-        Number of +inf values in each row (an exact count, or zeros when
-        there are none but possibly unmasked +inf data).
-    max_extracted : int
-        Rows with more finite tail and band pixels than this are not split.
-    grid : BoxGrid
-        The boxes.
-
-    Returns
-    -------
-    summary : _Summary
-        For the rows that could be split.
-    split : ndarray of bool, shape (n_rows,)
-        Rows described by ``summary``; the others must be sorted.
-    nonfinite : ndarray of bool, shape (n_rows,)
-        Rows found to hold NaN or -inf values.
-    n_inf : ndarray of int, shape (n_rows,)
-        Number of +inf values in each split row (masked or missing pixels
-        and +inf data).
-    """
-    n_rows, npix = rows.shape
-    dtype = rows.dtype
-    centre, sigma, density, est_low, est_high = _subsample_quantiles(rows, grid)
-    m = centre.astype(dtype)
-    lo = (centre - _CORE_HALF_WIDTH * sigma).astype(dtype)
-    hi = (centre + _CORE_HALF_WIDTH * sigma).astype(dtype)
-    usable = np.isfinite(centre) & (lo < m) & (m < hi)
-
-    # The band must hold every rank the median can take: the tails move it
-    # by half their size around the middle of the valid pixels. Count the
-    # rank of a value near the median and extend the band from there by the
-    # rank distances converted with the (underestimated) density.
-    n_valid = npix - n_inf
-    r_min = np.floor((n_valid - est_high - 1) / 2)
-    r_max = np.floor((n_valid + est_low) / 2)
-    below_m = _row_counts(rows < m[:, None])
-    target = 0.5 * (r_min + r_max)
-    anchor = (centre + (target - below_m) * _DENSITY_BIAS / density).astype(dtype)
-    anchor = np.where(usable, anchor, m)
-    below = _row_counts(rows < anchor[:, None])
-    band_lo = anchor - (np.maximum(below - r_min, 0) * _BAND_MARGIN + 2) / density
-    band_hi = anchor + (np.maximum(r_max + 1 - below, 0) * _BAND_MARGIN + 2) / density
-    band_lo, band_hi = band_lo.astype(dtype), band_hi.astype(dtype)
-
-    # Core sums over (lo, hi): clip, then remove the clipped ends. Values are
-    # relative to m, so float32 sums keep ~1e-7 of the core spread.
-    clipped = np.clip(rows, lo[:, None], hi[:, None])
-    clipped -= m[:, None]
-    s1 = clipped.sum(axis=1).astype(np.float64)
-    s2 = np.matmul(clipped[:, None, :], clipped[:, :, None])[:, 0, 0].astype(np.float64)
-    del clipped
-
-    selected = rows <= lo[:, None]
-    selected |= rows >= hi[:, None]
-    selected |= (rows >= band_lo[:, None]) & (rows <= band_hi[:, None])
-    counts = _row_counts(selected)
-    nonfinite = usable & ~np.isfinite(s1)
-    split = usable & ~nonfinite & (counts <= max_extracted + n_inf)
-    if not split.all():
-        selected &= split[:, None]
-    counts = np.where(split, counts, 0)
-    ext = _sorted_ragged(rows[selected], counts)
-    width = ext.shape[1]
-    nonfinite |= ext[:, 0] == -np.inf
-    split &= ~nonfinite
-
-    n_low = _row_counts(ext <= lo[:, None])
-    n_finite = _row_counts(ext < np.inf)
-    n_mid = _row_counts((ext > lo[:, None]) & (ext < hi[:, None]))
-    n_high = n_finite - n_low - n_mid
-    n_inf = counts - n_finite
-    n_valid = npix - n_inf
-    core_n = n_valid - n_low - n_high
-
-    # Sums of the core: the clipped sums less the clipped tails (+inf pixels
-    # were clipped to hi too).
-    lo_r = (lo - m).astype(np.float64)          # the values the clipped sums hold
-    hi_r = (hi - m).astype(np.float64)
-    n_hi_all = n_high + n_inf
-    core_s1 = s1 - n_low * lo_r - n_hi_all * hi_r
-    core_s2 = s2 - n_low * lo_r**2 - n_hi_all * hi_r**2
-    centre64 = m.astype(np.float64)
-    lo_c = lo.astype(np.float64) - centre64     # exact core edges
-    hi_c = hi.astype(np.float64) - centre64
-
-    # Band: ext[n_low : n_low + n_mid], preceded by the core pixels between
-    # lo and the band, which are not extracted.
-    ext64 = ext.astype(np.float64) - centre64[:, None]
-    ext64[~np.isfinite(ext64)] = np.nan
-    cols = np.arange(width)
-    in_mid = (cols >= n_low[:, None]) & (cols < (n_low + n_mid)[:, None])
-    gap_low = below - n_low - _row_counts(in_mid & (ext < anchor[:, None]))
-    band_width = max(int(n_mid.max(initial=0)), 1)
-    take = np.minimum(n_low[:, None] + np.arange(band_width), width - 1)
-    band = np.take_along_axis(ext64, take, axis=1)
-
-    tail_width = max(int((n_low + n_high).max(initial=0)), 1)
-    j = np.arange(tail_width)
-    tail_pos = np.where(j < n_low[:, None], j, j + n_mid[:, None])
-    tails = np.take_along_axis(ext64, np.minimum(tail_pos, width - 1), axis=1)
-    tails[j >= (n_low + n_high)[:, None]] = np.nan
-
-    keep = np.flatnonzero(split)
-    tolerance = _SUM_TOLERANCE if dtype == np.float32 else 0.0
-    summary = _Summary(centre=centre64[keep], n_valid=n_valid[keep],
-                       tails=tails[keep], moments=_moments(tails[keep]),
-                       core_n=core_n[keep].astype(np.float64), core_s1=core_s1[keep],
-                       core_s2=core_s2[keep], core_lo=lo_c[keep], core_hi=hi_c[keep],
-                       band=band[keep], band_start=(n_low + gap_low)[keep],
-                       band_n=n_mid[keep], tolerance=tolerance)
-    return summary, split, nonfinite, n_inf
-
-
 @dataclass
 class _SetStats:
+    """Count, mean, std and median of the clipped set of each row."""
+
     n: np.ndarray
     mean: np.ndarray
     std: np.ndarray
     median: np.ndarray
-    ok: np.ndarray
 
 
 def _set_stats(s, lower, upper):
-    """Count, mean, std and median of the valid pixels in ``[lower, upper]``."""
-    outside_low = s.tails < lower[:, None]
-    outside = outside_low | (s.tails > upper[:, None])
-    inside = np.matmul((~outside)[:, None, :].astype(np.float64), s.moments)[:, 0, :]
-    n = s.core_n + inside[:, 0]
-    s1 = s.core_s1 + inside[:, 1]
-    s2 = s.core_s2 + inside[:, 2]
-    first = np.count_nonzero(outside_low, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = s1 / n
-        std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
-    n_int = n.astype(np.int64)
-    ranks = np.stack([first + (n_int - 1) // 2, first + n_int // 2], axis=1)
-    pos = ranks - s.band_start[:, None]
-    ok = (pos[:, 0] >= 0) & (pos[:, 1] < s.band_n) & (n_int > 0)
-    pos = np.clip(pos, 0, s.band.shape[1] - 1)
-    median = np.take_along_axis(s.band, pos, axis=1).mean(axis=1)
-    ok &= (lower <= s.core_lo) & (upper >= s.core_hi)
-    return _SetStats(n=n_int, mean=mean, std=std, median=median, ok=ok)
+    """Statistics of the valid pixels inside ``[lower, upper]`` (relative values).
+
+    Returns
+    -------
+    stats : _SetStats
+    index : ndarray of int, shape (n, 2)
+        Number of tails below ``lower`` and not above ``upper``.
+    band_pos : ndarray of int, shape (n, 2)
+        Band positions of the two middle pixels (valid when within
+        ``[0, band_n)``).
+    """
+    limits = np.stack([lower, np.nextafter(upper, np.inf)], axis=1)
+    flags = s.tails[:, None, :] < limits[:, :, None]
+    index = np.bitwise_count(flags.view(np.uint64)).sum(axis=2, dtype=np.int64)
+    np.minimum(index, s.n_tails[:, None], out=index)
+    flat = index + s.cum_base[:, None]
+    c1, c2 = s.cum1[flat], s.cum2[flat]
+    n = s.core_n + (index[:, 1] - index[:, 0])
+    mean = (s.core_s1 + (c1[:, 1] - c1[:, 0])) / n
+    var = (s.core_s2 + (c2[:, 1] - c2[:, 0])) / n - mean * mean
+    std = np.sqrt(np.maximum(var, 0.0))
+    first = (index[:, 0] - s.band_rank0)[:, None]
+    band_pos = first + np.floor(np.stack([(n - 1) / 2, n / 2], axis=1)).astype(np.int64)
+    take = np.clip(band_pos, 0, s.band_n[:, None] - 1) + s.band_base[:, None]
+    median = 0.5 * (s.band[take[:, 0]].astype(np.float64) + s.band[take[:, 1]])
+    return _SetStats(n=n, mean=mean, std=std, median=median), index, band_pos
 
 
-def _near(s, bound, std):
-    """Rows where a pixel value or the core edge lies within tolerance of ``bound``."""
-    tol = (s.tolerance * std)[:, None]
-    near = (np.abs(s.tails - bound[:, None]) <= tol).any(axis=1)
-    edges = np.stack([s.core_lo, s.core_hi], axis=1)
-    return near | (np.abs(edges - bound[:, None]) <= tol).any(axis=1)
+def _near_bounds(s, bounds, index, std):
+    """Rows where a pixel or a core edge lies within tolerance of a bound.
+
+    Parameters
+    ----------
+    s : _Summary
+        The rows.
+    bounds : ndarray, shape (n, k)
+        Bounds used (relative to the centre).
+    index : ndarray of int, shape (n, k)
+        Position of each bound among the sorted tails.
+    std : ndarray, shape (n, k)
+        Standard deviation the bound was derived from.
+    """
+    rows = np.arange(len(bounds))[:, None]
+    width = s.tails.shape[1]
+    after = np.where(index < width, s.tails[rows, np.minimum(index, width - 1)], np.inf)
+    before = np.where(index > 0, s.tails[rows, np.maximum(index - 1, 0)], -np.inf)
+    gap = np.minimum(after - bounds, bounds - before)
+    gap = np.minimum(gap, np.abs(bounds - s.core_lo[:, None]))
+    gap = np.minimum(gap, np.abs(bounds - s.core_hi[:, None]))
+    return (gap <= s.tolerance * std).any(axis=1)
 
 
 def _clip(s, sigma, maxiters):
     """Sigma-clip every row of a summary as astropy's ``SigmaClip`` does.
 
+    Each iteration clips the current set at ``median -+ sigma * std``;
+    iterations stop when no pixel is removed or after ``maxiters``; the
+    bounds of the last iteration are then applied to all valid pixels.
+
     Returns
     -------
-    _SetStats
-        Statistics of the final clipped set; ``ok`` is False for rows whose
-        summary could not resolve some step (they must be sorted).
+    stats : _SetStats
+        Statistics of the final clipped set.
+    ok : ndarray of bool
+        False for rows whose summary could not resolve some step (a median
+        outside the band, a bound inside the core or too close to a pixel):
+        they must be sorted.
     """
     n_rows = len(s.centre)
-    lower = np.full(n_rows, -np.inf)
-    upper = np.full(n_rows, np.inf)
-    current = _set_stats(s, lower, upper)
-    ok = current.ok.copy()
-    last_lo, last_hi = lower, upper
-    for _ in range(maxiters):
-        last_lo = current.median - sigma * current.std
-        last_hi = current.median + sigma * current.std
-        if s.tolerance:
-            ok &= ~(_near(s, last_lo, current.std) | _near(s, last_hi, current.std))
-        lower = np.maximum(lower, last_lo)
-        upper = np.minimum(upper, last_hi)
-        new = _set_stats(s, lower, upper)
-        ok &= new.ok
-        done = np.all(new.n == current.n)
-        current = new
-        if done:
-            break
-    if np.any(last_lo < lower) or np.any(last_hi > upper):
-        current = _set_stats(s, last_lo, last_hi)
-    current.ok &= ok
-    return current
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lower = np.full(n_rows, -np.inf)
+        upper = np.full(n_rows, np.inf)
+        current, index, pos = _set_stats(s, lower, upper)
+        pos_min, pos_max = pos[:, 0], pos[:, 1]
+        history = []
+        for _ in range(maxiters):
+            last_lo = current.median - sigma * current.std
+            last_hi = current.median + sigma * current.std
+            lower = np.maximum(lower, last_lo)
+            upper = np.minimum(upper, last_hi)
+            new, index, pos = _set_stats(s, lower, upper)
+            pos_min, pos_max = np.minimum(pos_min, pos[:, 0]), np.maximum(pos_max, pos[:, 1])
+            history.append((lower, upper, index, current.std))
+            converged = np.array_equal(new.n, current.n)
+            current = new
+            if converged:
+                break
+        ok = (lower <= s.core_lo) & (upper >= s.core_hi)
+        if history and (np.any(last_lo < lower) or np.any(last_hi > upper)):
+            current, index, pos = _set_stats(s, last_lo, last_hi)
+            pos_min, pos_max = np.minimum(pos_min, pos[:, 0]), np.maximum(pos_max, pos[:, 1])
+            history.append((last_lo, last_hi, index, history[-1][3]))
+            ok &= (last_lo <= s.core_lo) & (last_hi >= s.core_hi)
+        ok &= (pos_min >= 0) & (pos_max < s.band_n) & (current.n > 0)
+        if s.tolerance and history:
+            bounds = np.concatenate([np.stack(h[:2], axis=1) for h in history], axis=1)
+            index = np.concatenate([h[2] for h in history], axis=1)
+            std = np.repeat(np.stack([h[3] for h in history], axis=1), 2, axis=1)
+            ok &= ~_near_bounds(s, bounds, index, std)
+    return current, ok
 
 
 def _sextractor(stats):
@@ -546,7 +669,6 @@ def _sextractor(stats):
         use_median = np.abs(stats.mean - stats.median) / stats.std >= 0.3
     bkg = np.where(use_median, stats.median, bkg)
     return np.where(stats.std == 0, stats.mean, bkg)
-
 
 def box_statistics(data, invalid, grid, *, sigma=3.0, maxiters=10,
                    exclude_percentile=10.0):
@@ -575,72 +697,99 @@ def box_statistics(data, invalid, grid, *, sigma=3.0, maxiters=10,
     BoxStatistics
         Mesh-shaped background, rms (NaN where excluded) and pixel counts.
         Partial edge boxes too small ever to pass the threshold are not
-        computed (``n_good = 0``).
+        computed (their ``n_good`` is 0).
     """
-    work_dtype = np.float64 if data.dtype == np.float64 else np.float32
+    dtype = np.float64 if data.dtype == np.float64 else np.float32
     npix = grid.box_npixels
     threshold = (1.0 - exclude_percentile / 100.0) * npix
-    rows, cells, n_masked = _gather_boxes(data, invalid, grid, work_dtype, threshold)
-    n_rows = len(rows)
-    missing = n_rows * npix - _real_pixels(grid, cells)
+    boxes = _BoxRows(grid, threshold)
+    n_rows = len(boxes.cells)
+    centre, half, density, step = _subsample_quantiles(
+        boxes.subsample(data, invalid, dtype), npix)
+    offset = np.where(np.isfinite(centre), centre, 0.0)
+    rows = boxes.gather(data, invalid, offset, dtype)
+    n_masked = 0 if invalid is None else int(sum(
+        np.count_nonzero(invalid[region]) for _, region, _ in boxes.groups))
+    missing = int(n_rows * npix - boxes.real_pixels.sum())
     if invalid is not None or missing:
         n_inf = _row_counts(rows == np.inf)
     else:
         n_inf = np.zeros(n_rows, np.int64)
-    results = (np.full(n_rows, np.nan), np.full(n_rows, np.nan),
-               np.zeros(n_rows, np.int64))
-    todo = np.arange(n_rows)
-    n_nonfinite = n_sorted = 0
-    for attempt in range(2):
-        if not todo.size:
-            break
-        summary, split, nonfinite, todo_inf = _summarise_split(
-            rows[todo], n_inf[todo], int(_MAX_EXTRACTED_FRACTION * npix), grid)
-        stats = _clip(summary, sigma, maxiters)
-        done = todo[split][stats.ok]
-        _store(results, done, summary, stats, stats.ok)
-        n_nonfinite += int(todo_inf[split][stats.ok].sum())
-        failed = np.ones(n_rows, bool)
-        failed[done] = False
-        if attempt == 0 and nonfinite.any():
-            # NaN or -inf data: treat them as +inf (masked) and try again.
-            redo = todo[nonfinite]
-            sub = rows[redo]
-            np.copyto(sub, np.inf, where=~np.isfinite(sub))
-            rows[redo] = sub
-            n_inf[redo] = _row_counts(sub == np.inf)
-            sorted_now = todo[~nonfinite & ~np.isin(todo, done)]
-            todo = redo
-        else:
-            sorted_now = todo[~np.isin(todo, done)]
-            todo = np.zeros(0, np.int64)
-        n_nonfinite += _sort_and_clip(rows, sorted_now, results, sigma, maxiters)
-        n_sorted += sorted_now.size
-    bkg, rms, n_good = results
+
+    results = (np.full(n_rows, np.nan), np.full(n_rows, np.nan), np.zeros(n_rows, np.int64))
+    done, nonfinite, n_nonfinite = _split_and_clip(
+        rows, np.arange(n_rows), offset, np.isfinite(centre), (half, density, step),
+        n_inf, results, sigma, maxiters)
+    todo = np.ones(n_rows, bool)
+    todo[done] = False
+    if nonfinite.any():
+        # NaN or -inf data: treat them as masked (+inf) and split again.
+        redo = np.flatnonzero(nonfinite)
+        sub = rows[redo]
+        np.copyto(sub, np.inf, where=~np.isfinite(sub))
+        (sy, sx), (by, bx) = _subsample_steps(grid.box_size), grid.box_size
+        c, *shape_info = _subsample_quantiles(sub.reshape(len(redo), by, bx)[
+            :, sy // 2::sy, sx // 2::sx].reshape(len(redo), -1), npix)
+        usable = np.isfinite(c)
+        c = np.where(usable, c, 0.0)
+        sub -= c.astype(dtype)[:, None]
+        done, _, found = _split_and_clip(sub, redo, offset[redo] + c, usable, shape_info,
+                                         _row_counts(sub == np.inf), results, sigma,
+                                         maxiters)
+        n_nonfinite += found
+        todo[done] = False
+    n_sorted = int(todo.sum())
+    n_nonfinite += _sort_and_clip(rows, np.flatnonzero(todo), offset, results,
+                                  sigma, maxiters)
     if n_nonfinite > n_masked + missing:
         warnings.warn(_NONFINITE_MESSAGE, AstropyUserWarning)
 
+    bkg, rms, n_good = results
     excluded = n_good <= threshold
+    size = grid.mesh_shape[0] * grid.mesh_shape[1]
+    out_bkg = np.full(size, np.nan, dtype=dtype)
+    out_rms = np.full(size, np.nan, dtype=dtype)
+    out_n = np.zeros(size, np.int64)
+    out_bkg[boxes.cells] = np.where(excluded, np.nan, bkg)
+    out_rms[boxes.cells] = np.where(excluded, np.nan, rms)
+    out_n[boxes.cells] = n_good
     shape = grid.mesh_shape
-    out_bkg = np.full(shape[0] * shape[1], np.nan, dtype=work_dtype)
-    out_rms = np.full(shape[0] * shape[1], np.nan, dtype=work_dtype)
-    out_n = np.zeros(shape[0] * shape[1], np.int64)
-    out_bkg[cells] = np.where(excluded, np.nan, bkg)
-    out_rms[cells] = np.where(excluded, np.nan, rms)
-    out_n[cells] = n_good
     return BoxStatistics(background=out_bkg.reshape(shape), rms=out_rms.reshape(shape),
                          n_good=out_n.reshape(shape), n_sorted=n_sorted)
 
 
-def _store(results, index, summary, stats, keep):
-    """Write the background, rms and count of the kept rows into ``results``."""
+def _split_and_clip(y, index, offset, usable, shape_info, n_inf, results, sigma,
+                    maxiters):
+    """Fast path on rows ``y`` (boxes ``index``, less ``offset``).
+
+    ``shape_info`` is ``(half, density, step)`` from `_subsample_quantiles`.
+
+    Returns
+    -------
+    done : ndarray of int
+        Boxes whose results were stored.
+    nonfinite : ndarray of bool, shape (len(index),)
+        Rows found to hold NaN or -inf.
+    n_inf : int
+        Number of +inf values in the stored rows.
+    """
+    summary, split, nonfinite, found_inf = _summarise_split(
+        y, np.where(usable, 0.0, np.nan), *shape_info, n_inf)
+    stats, ok = _clip(summary, sigma, maxiters)
+    rows = np.flatnonzero(split)[ok]
+    _store(results, index[rows], offset[rows], summary, stats, ok)
+    return index[rows], nonfinite, int(found_inf[rows].sum())
+
+
+def _store(results, index, offset, summary, stats, keep):
+    """Write background, rms and count of the kept rows into ``results``."""
     bkg, rms, n_good = results
-    bkg[index] = (summary.centre + _sextractor(stats))[keep]
+    bkg[index] = offset + (summary.centre + _sextractor(stats))[keep]
     rms[index] = stats.std[keep]
     n_good[index] = stats.n[keep]
 
 
-def _sort_and_clip(rows, index, results, sigma, maxiters):
+def _sort_and_clip(rows, index, offset, results, sigma, maxiters):
     """Exact path: sort the given rows fully and clip them.
 
     Returns
@@ -649,19 +798,11 @@ def _sort_and_clip(rows, index, results, sigma, maxiters):
         Number of non-finite values found in those rows.
     """
     n_nonfinite = 0
-    for start in range(0, len(index), _SORTED_CHUNK):
-        chunk = index[start:start + _SORTED_CHUNK]
+    step = max(1, _CHUNK_BYTES // (8 * rows.shape[1]))
+    for start in range(0, len(index), step):
+        chunk = index[start:start + step]
         summary = _summarise_sorted(rows[chunk])
-        stats = _clip(summary, sigma, maxiters)
-        _store(results, chunk, summary, stats, slice(None))
-        n_nonfinite += int(chunk.size * rows.shape[1] - summary.n_valid.sum())
+        stats, _ = _clip(summary, sigma, maxiters)
+        _store(results, chunk, offset[chunk], summary, stats, slice(None))
+        n_nonfinite += int(chunk.size * rows.shape[1] - summary.n_tails.sum())
     return n_nonfinite
-
-
-def _real_pixels(grid, cells):
-    """Number of image pixels covered by the boxes ``cells``."""
-    (ny, nx), (by, bx) = grid.shape, grid.box_size
-    iy, ix = np.divmod(cells, grid.mesh_shape[1])
-    h = np.minimum(by, ny - iy * by)
-    w = np.minimum(bx, nx - ix * bx)
-    return int((h * w).sum())

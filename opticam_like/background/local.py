@@ -26,8 +26,10 @@ class AnnulusBackground:
     fwhm_scaled : bool
         Scale the radii with each frame's FWHM (as hipercam's variable apertures).
     statistic : {'median', 'mean', 'sigma_clipped_mean', 'sigma_clipped_median', 'mode'}
-        Estimator of the level (``'mode'`` is SExtractor's ``2.5 median - 1.5 mean`` of the
-        clipped pixels; Bertin & Arnouts 1996).
+        Estimator of the level. ``'mode'`` is SExtractor's ``2.5 median - 1.5 mean`` of the
+        3-sigma clipped pixels, which falls back to the median when
+        ``|mean - median| / std >= 0.3`` (crowded annulus; Bertin & Arnouts 1996), as
+        photutils ``SExtractorBackground``.
     min_pixels : int
         Fewer good annulus pixels than this flag the point ``BAD_BACKGROUND``.
 

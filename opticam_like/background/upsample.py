@@ -11,7 +11,7 @@ coefficients weighted by the cubic B-spline at ``x - floor(x)``. The zoom
 factor is an integer, so every mesh cell of ``box`` output pixels uses the
 same weights on a window of five consecutive coefficients: the whole
 expansion is a small coefficient grid followed by two banded products, the
-second one a single ``(n_pixels / box, 6) @ (6, box)`` matrix product. The
+second one a ``(n_mesh_x, 6) @ (6, box)`` matrix product per image row. The
 matrices depend only on ``(mesh length, box, image length)`` and are cached.
 
 References
@@ -124,10 +124,10 @@ class SplineUpsampler:
         ndarray, shape ``shape``, C-contiguous
             The upsampled image.
         """
-        mesh = np.asarray(mesh, dtype=np.float64)
-        lo, hi = mesh.min(), mesh.max()
+        lo, hi = np.min(mesh).astype(dtype), np.max(mesh).astype(dtype)
         if lo == hi:
             return np.full(self.shape, lo, dtype=dtype)
+        mesh = np.asarray(mesh, dtype=np.float64)
         (ny, nx), (by, bx), (my, mx) = self.shape, self.box_size, self.mesh_shape
         offset = float(np.median(mesh)) if np.dtype(dtype) == np.float32 else 0.0
         coeffs = self._extend_y @ mesh @ self._extend_x.T          # (my + 4, mx + 4)
@@ -139,7 +139,8 @@ class SplineUpsampler:
         taps = np.empty((6, bx), dtype=dtype)
         taps[:5] = self._taps_x
         taps[5] = offset
-        image = (windows.reshape(ny * mx, 6) @ taps).reshape(ny, mx * bx)
+        # One small product per image row: no BLAS threading on tiny matrices.
+        image = np.matmul(windows, taps).reshape(ny, mx * bx)
         if mx * bx != nx:
             image = np.ascontiguousarray(image[:, :nx])
         np.clip(image, lo, hi, out=image)

@@ -61,14 +61,23 @@ class Scratch:
     buffer kept under ``(name, dtype)`` that grows when needed, so a loop over chunks (and
     successive calls) reuses the same memory. The contents are garbage until written; an
     array is valid until the next request of the same name and dtype.
+
+    Parameters
+    ----------
+    max_size : int
+        Requests of more elements get a fresh array that is not kept (huge apertures must
+        not pin memory).
     """
 
-    def __init__(self):
+    def __init__(self, max_size=1 << 18):
+        self.max_size = max_size
         self._buffers = {}
 
     def __call__(self, name, shape, dtype=np.float64):
         dtype = np.dtype(dtype)
         size = math.prod(shape)
+        if size > self.max_size:
+            return np.empty(shape, dtype)
         buffer = self._buffers.get((name, dtype))
         if buffer is None or buffer.size < size:
             buffer = self._buffers[(name, dtype)] = np.empty(size, dtype)
@@ -81,7 +90,8 @@ _LOCAL = threading.local()
 def thread_scratch():
     """The :class:`Scratch` of the calling thread (created on first use).
 
-    Kept between calls: a few MB per thread, bounded by the chunk size of the kernels.
+    Kept between calls, so that per-frame calls do not page-fault fresh memory in: about
+    15 MB per thread once every kernel has run, bounded by the kernels' chunk size.
     """
     scratch = getattr(_LOCAL, "scratch", None)
     if scratch is None:

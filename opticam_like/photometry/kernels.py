@@ -3,8 +3,10 @@
 Every function works on all sources at once with NumPy (no Python loop over sources): it
 gathers the pixels of every source's box by fancy indexing and computes the exact pixel/aperture
 overlaps in closed form (see :mod:`opticam_like.photometry._geometry`). Sources are grouped by
-box size (per-source radii are allowed) and processed in chunks, so memory stays bounded and no
-full-frame array is ever made per source.
+box size (per-source radii are allowed) and processed in chunks of about 10^5 pixels, so memory
+stays bounded and no full-frame array is ever made per source. Work arrays are reused between
+chunks and calls (a per-thread scratch of about 15 MB); only their memory is cached, never
+geometry, since every source has its own sub-pixel offset.
 
 Conventions are photutils': positions are 0-based ``(x, y)`` with the centre of pixel
 ``data[0, 0]`` at ``(0.0, 0.0)``; pixel ``(i, j)`` covers ``[i - 0.5, i + 0.5) x [j - 0.5,
@@ -25,7 +27,7 @@ __all__ = ["ApertureSums", "AnnulusStatistics", "STATISTICS", "cutouts",
 STATISTICS = ("median", "mean", "sigma_clipped_mean", "sigma_clipped_median", "mode")
 """Statistics of :func:`annulus_statistics`."""
 
-_CHUNK_ELEMENTS = int(__import__("os").environ.get("CHUNK", 1 << 17))
+_CHUNK_ELEMENTS = 1 << 17
 """Pixels per chunk of work arrays (1 MB of float64: cache-friendly, bounded memory)."""
 
 
@@ -169,7 +171,7 @@ def cutouts(data, x, y, half_size, fill_value=np.nan):
     Parameters
     ----------
     data : array_like, shape (ny, nx)
-        Image.
+        Image (integer images are converted to float64).
     x, y : array_like, shape (N,)
         Positions (0-based pixels, photutils convention).
     half_size : int
@@ -286,6 +288,8 @@ def _aperture_sums(data, x, y, extents, overlap, params, full_area, mask, varian
 
 def _groups(first, second):
     """Indices of the sources sharing each distinct pair of non-negative integer keys."""
+    if len(first) == 0:
+        return []
     key = first * (int(second.max()) + 1) + second
     if np.all(key == key[0]):
         return [np.arange(len(key))]
@@ -300,12 +304,14 @@ def _weighted_sum(weights, values, good, product):
     ``weights`` is already zero off ``good``; a non-finite value there would still poison
     the product (``0 * nan``), so the few sources holding one are summed with ``np.where``.
     """
-    np.multiply(weights, values, out=product)
+    with np.errstate(invalid="ignore"):         # inf * 0
+        np.multiply(weights, values, out=product)
     result = product.sum(axis=(0, 1))
     poisoned = ~np.isfinite(result)
     if np.any(poisoned):
         cols = np.flatnonzero(poisoned)
-        sub = np.where(good[..., cols], weights[..., cols] * values[..., cols], 0.0)
+        with np.errstate(invalid="ignore"):
+            sub = np.where(good[..., cols], weights[..., cols] * values[..., cols], 0.0)
         result[cols] = sub.sum(axis=(0, 1))
     return result
 
@@ -496,10 +502,11 @@ def annulus_statistics(data, x, y, r_in, r_out, *, mask=None, statistic="median"
     -----
     Each annulus's candidate pixels are gathered into a row, the unused ones set to ``+inf``
     and the row sorted; the median is read at the middle of the sorted row. Sigma clipping
-    keeps a contiguous range of a sorted row, so each iteration only moves two indices: the
-    centre is the middle of the range and the standard deviation comes from prefix sums.
-    The final mean and standard deviation are computed directly (two-pass) on the kept
-    pixels. A pixel centre on the boundary ``d = r_in`` or ``d = r_out`` is decided by the
+    keeps a contiguous range of a sorted row, so each iteration only moves its two ends
+    (found by a search near the previous ends): the centre is the middle of the range and
+    the standard deviation comes from prefix sums. The final mean and standard deviation
+    are computed directly (two-pass) on the kept pixels. ``maxiters=10`` is photutils'
+    background default (astropy's ``SigmaClip`` default is 5). A pixel centre on the boundary ``d = r_in`` or ``d = r_out`` is decided by the
     rounded ``dx * dx + dy * dy``, as photutils does; positions exactly representable in
     binary (integers, halves) give the same ties.
     """
@@ -522,20 +529,21 @@ def annulus_statistics(data, x, y, r_in, r_out, *, mask=None, statistic="median"
     std = np.full(n, np.nan)
     npix = np.zeros(n, dtype=np.int64)
     edge = np.zeros(n, dtype=bool)
+    ny, nx = data.shape
     flat = data.ravel()
     flat_mask = None if mask is None else mask.ravel()
     scratch = thread_scratch()
     for members in _groups(np.ceil(r_out).astype(np.intp), np.floor(r_in).astype(np.intp)):
         di, dj, n_test = _annulus_offsets(r_in[members], r_out[members])
         half = int(np.max(np.abs(di)))
-        offsets = dj * data.shape[1] + di
+        offsets = dj * nx + di
         chunk = max(1, _CHUNK_ELEMENTS // len(di))
         for start in range(0, len(members), chunk):
             sel = members[start:start + chunk]
             shape = (len(sel), len(di))
             cx = np.floor(x[sel] + 0.5).astype(np.intp)
             cy = np.floor(y[sel] + 0.5).astype(np.intp)
-            index = np.add((cy * data.shape[1] + cx)[:, None], offsets,
+            index = np.add((cy * nx + cx)[:, None], offsets,
                            out=scratch("index", shape, np.intp))
             # distance test of the uncertain offsets; pixel - position as photutils
             test_shape = (len(sel), n_test)
@@ -549,7 +557,6 @@ def annulus_statistics(data, x, y, r_in, r_out, *, mask=None, statistic="median"
             used[:, :n_test] &= np.less(d2, (r_out[sel] ** 2)[:, None],
                                         out=scratch("test", test_shape, bool))
             used[:, n_test:] = True
-            ny, nx = data.shape
             rim = np.flatnonzero((cx < half) | (cx >= nx - half) | (cy < half)
                                  | (cy >= ny - half))
             if rim.size:
@@ -652,7 +659,7 @@ def _sigma_clip_range(ordered, count, sigma, maxiters, scratch):
     """
     n, width = ordered.shape
     everything = np.zeros(n, dtype=np.intp)
-    shift = _range_median(ordered, everything, count)
+    shift = np.where(count > 0, _range_median(ordered, everything, count), 0.0)
     shifted = scratch("rows", ordered.shape)
     np.subtract(ordered, shift[:, None], out=shifted)
     np.putmask(shifted, _outside_range(width, everything, count, scratch), 0.0)

@@ -1,0 +1,280 @@
+"""Tests of the global background estimators (opticam_like.background)."""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.utils.exceptions import AstropyUserWarning
+from photutils.background import (Background2D, BiweightLocationBackground,
+                                  BiweightScaleBackgroundRMS)
+from scipy.ndimage import zoom
+
+from opticam_like.background import (DefaultBackground, MeshBackground,
+                                     PhotutilsBackground, SExtractorExactBackground)
+from opticam_like.background.clipping import BoxGrid, box_statistics
+from opticam_like.background.upsample import SplineUpsampler
+
+NTT = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "sep_ntt_emmi_sextractor_ref"
+
+
+def _star_field(rng, shape, sky=1000.0, noise=None, n_stars=30, poisson=True):
+    """Sloped sky, Gaussian stars and noise."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    model = sky * (1 + 0.15 * xx / nx - 0.1 * yy / ny)
+    for _ in range(n_stars):
+        x, y = rng.uniform(0, nx), rng.uniform(0, ny)
+        flux, s = 10 ** rng.uniform(3, 5.5), rng.uniform(1.0, 2.5)
+        model += flux / (2 * np.pi * s**2) * np.exp(-((xx - x)**2 + (yy - y)**2) / (2 * s**2))
+    if poisson:
+        return rng.poisson(model).astype(float)
+    return model + rng.normal(0, noise, shape)
+
+
+def _config(seed):
+    """A random but reproducible configuration of image, masks and parameters."""
+    rng = np.random.default_rng(seed)
+    ny, nx = (int(v) for v in rng.integers(90, 330, 2))
+    box = int(rng.integers(12, 70)) if rng.random() < 0.6 else (
+        int(rng.integers(12, 70)), int(rng.integers(12, 70)))
+    box_pair = np.broadcast_to(box, 2)
+    if box_pair[0] > ny or box_pair[1] > nx:
+        box = (min(box_pair[0], ny), min(box_pair[1], nx))
+    filter_size = [1, 3, 5, (3, 1), (1, 5), (3, 5)][seed % 6]
+    kind = ["float32", "float64", "uint16", "int32"][seed % 4]
+    low_counts = seed % 11 == 5
+    data = (rng.poisson(3.0, (ny, nx)).astype(float) if low_counts
+            else _star_field(rng, (ny, nx), sky=rng.uniform(50, 3000),
+                             poisson=kind != "float64", noise=rng.uniform(1, 30)))
+    data = data.astype(kind) if kind != "int32" else (data - 40).astype(np.int32)
+    mask = rng.random((ny, nx)) < rng.uniform(0, 0.08) if seed % 3 == 0 else None
+    coverage = None
+    if seed % 5 == 1:
+        coverage = np.zeros((ny, nx), bool)
+        coverage[: ny // 5, : nx // 3] = True
+    if seed % 7 == 2 and kind.startswith("float"):
+        data[rng.random((ny, nx)) < 0.01] = np.nan
+    params = dict(filter_size=filter_size,
+                  exclude_percentile=[10.0, 25.0, 60.0][seed % 3],
+                  filter_threshold=None)
+    if seed % 8 == 3:
+        params["filter_threshold"] = float(np.nanmedian(data))
+    return data, box, mask, coverage, params
+
+
+@pytest.mark.parametrize("seed", range(36))
+def test_matches_photutils(seed):
+    """Maps, meshes and medians agree with Background2D to 1e-3 of the rms."""
+    data, box, mask, coverage, params = _config(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        ref = Background2D(data, box, mask=mask, coverage_mask=coverage, fill_value=-1.0,
+                           **params)
+        ref_excluded = np.isnan(ref._bkg_stats)
+        ref_maps = ref.background, ref.background_rms
+        ours = DefaultBackground(box, fill_value=-1.0, **params)(
+            data, mask=mask, coverage_mask=coverage)
+    tol = 1e-3 * float(ref.background_rms_median)
+    assert ours.background.dtype == ref_maps[0].dtype
+    assert ours.background.shape == data.shape
+    np.testing.assert_allclose(ours.background, ref_maps[0], rtol=0, atol=tol)
+    np.testing.assert_allclose(ours.background_rms, ref_maps[1], rtol=0, atol=tol)
+    np.testing.assert_allclose(ours.background_mesh, ref.background_mesh, rtol=0, atol=tol)
+    np.testing.assert_allclose(ours.background_rms_mesh, ref.background_rms_mesh,
+                               rtol=0, atol=tol)
+    assert abs(ours.background_median - ref.background_median) <= tol
+    assert abs(ours.background_rms_median - ref.background_rms_median) <= tol
+    computed = ours.n_pixels_mesh > 0
+    np.testing.assert_array_equal(ours.n_pixels_mesh[computed], ref.n_pixels_mesh[computed])
+    np.testing.assert_array_equal(ours.mesh_nan_mask, ref_excluded)
+
+
+def test_fast_path_equals_exact_path():
+    """The split (core/tails/band) path gives the sorted path's numbers."""
+    rng = np.random.default_rng(3)
+    data = _star_field(rng, (256, 256)).astype(np.float32)
+    grid = BoxGrid(data.shape, (32, 32))
+    stats = box_statistics(data, None, grid)
+    assert stats.n_sorted < 8             # the fast path did almost all boxes
+    ref = Background2D(data, 32, filter_size=1)
+    np.testing.assert_allclose(stats.background, ref._bkg_stats, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(stats.rms, ref._bkgrms_stats, rtol=0, atol=1e-4)
+
+
+def test_upsampler_equals_zoom():
+    """The banded spline expansion is scipy's zoom (grid mode, reflect), clipped."""
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        (by, bx), (my, mx) = rng.integers(1, 40, 2), rng.integers(1, 9, 2)
+        ny = int(rng.integers((my - 1) * by + 1, my * by + 1))
+        nx = int(rng.integers((mx - 1) * bx + 1, mx * bx + 1))
+        mesh = rng.normal(100, 5, (my, mx))
+        ref = zoom(mesh, (by, bx), order=3, mode="reflect", grid_mode=True)[:ny, :nx]
+        ref = np.clip(ref, mesh.min(), mesh.max()) if np.ptp(mesh) else np.full_like(
+            ref, mesh.min())
+        out = SplineUpsampler((ny, nx), (by, bx), (my, mx))(mesh, dtype=np.float64)
+        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)
+
+
+def test_constant_sky_with_masked_blob():
+    """A masked blob leaves a flat sky exactly flat; rms equals the noise."""
+    rng = np.random.default_rng(1)
+    data = (500 + rng.normal(0, 5, (256, 256))).astype(np.float32)
+    data[100:140, 60:120] += 5000
+    mask = np.zeros(data.shape, bool)
+    mask[95:145, 55:125] = True
+    bkg = DefaultBackground(64, filter_size=1)(data, mask=mask)
+    assert np.all(np.abs(bkg.background - 500) < 1.0)
+    assert np.all(np.abs(bkg.background_rms - 5) < 0.5)
+    unmasked = DefaultBackground(64, filter_size=1)(data)
+    assert unmasked.background[120, 90] > bkg.background[120, 90] + 1
+
+
+def test_coverage_mask_and_fill_value():
+    rng = np.random.default_rng(2)
+    data = (100 + rng.normal(0, 3, (200, 300))).astype(np.float32)
+    coverage = np.zeros(data.shape, bool)
+    coverage[:, 250:] = True
+    bkg = DefaultBackground(50, fill_value=-7.0)(data, coverage_mask=coverage)
+    assert np.all(bkg.background[coverage] == -7.0)
+    assert np.all(bkg.background_rms[coverage] == -7.0)
+    assert np.all(np.abs(bkg.background[~coverage] - 100) < 1.0)
+
+
+def test_lazy_attributes_and_plot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(4)
+    data = _star_field(rng, (256, 192)).astype(np.float32)
+    bkg = DefaultBackground((64, 48), filter_size=(3, 1))(data)
+    assert isinstance(bkg, MeshBackground)
+    for name in ("background", "background_rms", "background_mesh", "background_rms_mesh"):
+        assert name not in bkg.__dict__
+    rms_map = bkg.background_rms
+    assert "background" not in bkg.__dict__           # rms does not compute the background
+    assert bkg.background_rms is rms_map               # computed once
+    assert bkg.background_mesh.shape == (4, 4)
+    assert bkg.n_pixels_mesh.shape == (4, 4)
+    assert np.array_equal(bkg.npixels_mesh, bkg.n_pixels_mesh)
+    assert bkg.background.flags.c_contiguous and bkg.background.dtype == np.float32
+    assert np.isscalar(bkg.background_median) and np.isscalar(bkg.background_rms_median)
+    fig, ax = plt.subplots()
+    assert bkg.plot_meshes(ax=ax, outlines=True) is ax
+    assert len(ax.collections) == 1 and len(ax.patches) == 16
+    plt.close(fig)
+
+
+def test_nonfinite_values_are_masked_with_warning():
+    rng = np.random.default_rng(5)
+    data = _star_field(rng, (192, 192)).astype(np.float32)
+    bad = rng.random(data.shape) < 0.02
+    noisy = data.copy()
+    noisy[bad] = np.nan
+    noisy[0, 0] = np.inf
+    bad[0, 0] = True
+    with pytest.warns(AstropyUserWarning, match="non-finite"):
+        ours = DefaultBackground(48)(noisy)
+    ref = DefaultBackground(48)(data, mask=bad)
+    np.testing.assert_array_equal(ours.background, ref.background)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DefaultBackground(48)(noisy, mask=bad)      # all non-finite are masked: silent
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: DefaultBackground(16)(np.zeros(100)), "2-D"),
+    (lambda: DefaultBackground(64)(np.zeros((50, 100))), "larger than the image"),
+    (lambda: DefaultBackground(16)(np.zeros((64, 64)), mask=np.ones((64, 64), bool)),
+     "masked"),
+    (lambda: DefaultBackground(16)(np.full((64, 64), np.nan)), "non-finite"),
+    (lambda: DefaultBackground(16)(np.zeros((64, 64)), mask=np.zeros((32, 32), bool)),
+     "shape"),
+    (lambda: DefaultBackground(16)(np.zeros((64, 64), complex)), "real"),
+    (lambda: DefaultBackground(16, filter_size=2), "odd"),
+    (lambda: DefaultBackground(0), "positive"),
+    (lambda: DefaultBackground(16, exclude_percentile=120), "exclude_percentile"),
+    (lambda: DefaultBackground(16, sigma=0), "sigma"),
+    (lambda: DefaultBackground((16, 16, 16)), "pair"),
+])
+def test_errors(call, message):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_all_boxes_excluded_error():
+    data = np.ones((64, 64), np.float32)
+    mask = np.zeros(data.shape, bool)
+    mask[::2] = True                         # 50 % of every box masked
+    with pytest.raises(ValueError, match="exclude_percentile"):
+        DefaultBackground(16)(data, mask=mask)
+
+
+def test_photutils_background_with_biweight():
+    rng = np.random.default_rng(6)
+    data = _star_field(rng, (200, 200)).astype(np.float32)
+    bkg = PhotutilsBackground(50, 3, BiweightLocationBackground(),
+                              BiweightScaleBackgroundRMS())(data)
+    ref = Background2D(data, 50, filter_size=3, bkg_estimator=BiweightLocationBackground(),
+                       bkg_rms_estimator=BiweightScaleBackgroundRMS())
+    assert isinstance(bkg, Background2D)
+    np.testing.assert_array_equal(bkg.background, ref.background)
+    np.testing.assert_array_equal(bkg.background_rms, ref.background_rms)
+
+
+def test_sextractor_exact_needs_sep(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sep", None)
+    with pytest.raises(ImportError, match="pip install sep"):
+        SExtractorExactBackground()(np.zeros((64, 64), np.float32))
+
+
+def test_sextractor_exact_coverage_and_byte_order():
+    pytest.importorskip("sep")
+    rng = np.random.default_rng(7)
+    data = (200 + rng.normal(0, 4, (128, 128))).astype(">f4")
+    coverage = np.zeros(data.shape, bool)
+    coverage[:10] = True
+    bkg = SExtractorExactBackground(32, 3, fill_value=-1.0)(data, coverage_mask=coverage)
+    assert np.all(bkg.background[coverage] == -1.0)
+    assert abs(bkg.background_median - 200) < 1.0
+    assert abs(bkg.background_rms_median - 4) < 0.5
+
+
+def _load_ntt():
+    if not NTT.is_dir():
+        pytest.skip(f"shared real data not found at {NTT} (../shared is absent)")
+    pytest.importorskip("sep")
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)      # ESO-LOG header cards
+        return tuple(fits.getdata(NTT / name) for name in ("image.fits", "back.fits",
+                                                             "rms.fits"))
+
+
+def test_sextractor_exact_reproduces_sextractor_check_images():
+    """NTT/EMMI image: SExtractor's own back.fits and rms.fits (mesh 64, filter 3)."""
+    image, back, rms = _load_ntt()
+    bkg = SExtractorExactBackground(64, 3)(image)
+    np.testing.assert_allclose(bkg.background, back, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(bkg.background_rms, rms, rtol=0, atol=1e-3)
+    assert bkg.background_median == pytest.approx(6852.05, abs=0.01)
+    assert bkg.background_rms_median == pytest.approx(65.46, abs=0.01)
+
+
+def test_default_background_on_ntt_image_report():
+    """Report (not assert) how far the photutils-style maps are from SExtractor's."""
+    image, back, rms = _load_ntt()
+    bkg = DefaultBackground(64, 3)(image)
+    d_back = np.abs(bkg.background - back)
+    d_rms = np.abs(bkg.background_rms - rms)
+    print(f"\nNTT/EMMI, DefaultBackground vs SExtractor: background max {d_back.max():.2f} "
+          f"median {np.median(d_back):.2f} ADU; rms max {d_rms.max():.2f} median "
+          f"{np.median(d_rms):.2f} ADU (global rms {float(np.median(rms)):.2f} ADU)")
+    assert np.isfinite(d_back).all() and np.isfinite(d_rms).all()
