@@ -26,6 +26,11 @@ _OTHER_SKY = 200.0
 RECORD_KEYS = ("n_images", "kind", "readout_offsets", "variable_observed_rms",
                "calibration_exposure")
 """Keys of a ``parameters.json`` record that describe the run, not the parameters."""
+_DERIVED = {"cameras": ("filters",), "sky": ("filters",), "variable_lags": ("filters",),
+            "shape": ("binning", "detector_shape"), "exposure": ("cadence",),
+            "min_separation": ("fwhm",), "margin": ("fwhm",), "variable_index": ("n_sources",),
+            "drift_angle": ("seed",)}
+"""Parameters whose default derives from others: re-derived when those are overridden."""
 _DEFAULT_VIGNETTING = 0.2
 
 
@@ -381,7 +386,9 @@ def resolve_parameters(parameters=None, **overrides):
         A base set of parameters, e.g. ``load_truth(d).parameters`` of an earlier night (its
         :data:`RECORD_KEYS` are ignored).
     **overrides
-        Fields of :class:`SimulationParameters` to set.
+        Fields of :class:`SimulationParameters` to set. A base value derived from an
+        overridden field (e.g. ``shape`` from ``binning``, ``exposure`` from ``cadence``) is
+        derived again unless it is overridden too.
 
     Returns
     -------
@@ -403,6 +410,9 @@ def resolve_parameters(parameters=None, **overrides):
     if unknown:
         raise TypeError(f"unknown simulation parameter(s) {unknown}; "
                         f"valid names are {sorted(names)}")
+    for name, sources in _DERIVED.items():
+        if name not in overrides and any(source in overrides for source in sources):
+            base.pop(name, None)
     base.update(overrides)
     return SimulationParameters(**base)
 

@@ -97,7 +97,8 @@ class Truth:
     def fluxes(self, band):
         """`~astropy.table.Table`: ``fluxes_{band}.fits`` (vector columns, see module doc)."""
         if band not in self._fluxes:
-            self._fluxes[band] = Table.read(self._file(f"fluxes_{band}.fits"))
+            self._fluxes[band] = Table.read(self._file(f"fluxes_{band}.fits"),
+                                            character_as_bytes=False)
         return self._fluxes[band]
 
     def cosmic_rays(self, band, kind=None):
@@ -117,7 +118,8 @@ class Truth:
         """dict of ndarray (ny, nx): ``flat``, ``bias`` (ADU), ``dark`` (e-/s/px), ``hot`` and
         ``dead`` (bool) of a camera."""
         with fits.open(self._file(f"detector_{camera}.fits")) as hdulist:
-            maps = {name.lower(): np.array(hdulist[name].data)
+            maps = {name.lower(): hdulist[name].data.astype(
+                        hdulist[name].data.dtype.newbyteorder("="))
                     for name in ("FLAT", "BIAS", "DARK", "HOT", "DEAD")}
         maps["hot"] = maps["hot"].astype(bool)
         maps["dead"] = maps["dead"].astype(bool)

@@ -323,7 +323,7 @@ def photometry_frame(item, ctx, timer):
         sky_rms=_sample(background.background_rms, x, y),
         fwhm=fwhm, read_noise=read_noise, dark=calibrated.dark_electrons,
         bias_subtracted=calibrated.bias_subtracted, n_sky_global=ctx.n_sky_global,
-        position_flags=flags)
+        position_flags=flags, guide=ctx.guide, gain=info.gain)
     results = {p.name: p.measure(measure_input) for p in ctx.photometers}
     return PhotometryRow(item.index, x, y, fwhm, float(background.background_median), flags,
                          results)

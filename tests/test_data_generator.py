@@ -16,9 +16,10 @@ from scipy.stats import norm
 
 from data_generator import (SimulationParameters, generate_biases, generate_darks,
                             generate_flats, generate_observations, load_truth)
+from data_generator.parameters import resolve_parameters
 from data_generator.psf import moffat_alpha, psf_stamp
 
-SMALL = dict(shape=(128, 128), n_sources=6, seed=22)
+SMALL = dict(shape=(128, 128), n_sources=6, seed=7)
 ARTEFACTS = dict(SMALL, cosmic_rays=3.0, hot_pixels=30, dead_pixels=30)
 
 
@@ -42,7 +43,7 @@ def light_curve_night(tmp_path_factory):
     directory = tmp_path_factory.mktemp("lc")
     generate_observations(directory, n_images=300, progress=False, shape=(48, 48), n_sources=2,
                           flux_range=(2e4, 5e4), variable_index=1, drift=1.0, jitter=0.1,
-                          margin=8, min_separation=10, exposure=0.8, seed=22)
+                          margin=8, min_separation=10, exposure=0.8, seed=3)
     return directory
 
 
@@ -109,6 +110,7 @@ def test_files_and_truth_formats(night):
         for name in ("x", "y", "flux", "saturated"):
             assert fluxes[name].shape == (20, 6)
         assert fluxes["frame"].tolist() == list(range(20))
+        assert fluxes["file"][3] == f"{dict(g='C1', r='C2', i='C3')[band]}_{band}_000003.fits"
         # sorted by brightness in the first filter
     assert np.all(np.diff(truth.sources["flux_g"]) <= 0)
     detector = truth.detector("C2")
@@ -611,6 +613,10 @@ def test_invalid_calls(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_truth(tmp_path / "nothing")
     assert SimulationParameters().shape == (512, 512)
+    base = SimulationParameters(shape=(64, 64), cadence=2.0).to_dict()
+    derived = resolve_parameters(base, binning=8, cadence=0.5, seed=3)
+    assert derived.shape == (256, 256) and derived.exposure == 0.5
+    assert resolve_parameters(base, seed=3).shape == (64, 64)
 
 
 def test_truth_helpers(night):

@@ -441,18 +441,17 @@ def _summarise_split(y, centre, half, density, step, n_inf):
 class _Summary:
     """What the clipping iterations need to know about a set of rows.
 
-    Values are relative to ``centre`` (float64). The *tails* are the pixels
-    tested one by one against the clipping bounds: ``tails`` holds them
-    sorted (+inf padded to a multiple of 8 columns, ``n_tails`` per row) and
-    ``cum1, cum2`` the running sums of ``t`` and ``t**2`` (a leading zero,
-    flattened: row ``i`` starts at ``cum_base[i]``). The *core* pixels lie in
+    Values are relative to ``centre`` (float64). The *core* pixels lie in
     ``(core_lo, core_hi)``, inside every clipping interval, and enter only
-    through ``core_n, core_s1, core_s2``. The median is read in the *band*:
-    ``band.flat[band_base[i] + k]`` is the valid pixel of global rank
+    through ``core_n, core_s1, core_s2``. The other pixels (*tails*) are
+    tested one by one against the bounds: ``tails`` holds them sorted (+inf
+    padded to a multiple of 8 columns, ``n_tails`` per row) and ``cum1,
+    cum2`` their running sums of ``t`` and ``t**2`` (leading zero,
+    flattened: row ``i`` starts at ``cum_base[i]``). The median is read in
+    the *band*: ``band[band_base[i] + k]`` is the valid pixel of global rank
     ``band_rank0[i] + k`` for ``0 <= k < band_n[i]``. A clipping bound closer
     than ``tolerance * std`` to a pixel value cannot be trusted (the core
-    sums carry rounding errors of that order) and sends the row to the exact
-    path.
+    sums carry rounding errors of that order).
     """
 
     centre: np.ndarray
@@ -473,23 +472,34 @@ class _Summary:
     tolerance: float
 
 
+def _count_below(tails, limits):
+    """``(#tails < limits[:, 0], #tails < limits[:, 1])`` per row (width % 8 == 0)."""
+    flags = tails[:, None, :] < limits[:, :, None]
+    return np.bitwise_count(flags.view(np.uint64)).sum(axis=2, dtype=np.int64)
+
+
 def _make_summary(centre, tails, n_tails, core, core_edges, band, band_offset,
                   band_rank0, band_n, tolerance):
-    """Assemble a `_Summary` (running sums and flat offsets included)."""
-    n, width = tails.shape
+    """Assemble a `_Summary` (running sums and flat offsets included).
+
+    ``tails`` are sorted, +inf padded; ``core`` is ``(n, s1, s2)`` and
+    ``core_edges`` ``(lo, hi)``; ``band`` is 2-D with the band of row ``i``
+    starting at column ``band_offset[i]``.
+    """
+    n_rows, width = tails.shape
     if width % 8:
-        tails = np.concatenate([tails, np.full((n, 8 - width % 8), np.inf)], axis=1)
+        tails = np.concatenate([tails, np.full((n_rows, 8 - width % 8), np.inf)], axis=1)
         width = tails.shape[1]
     t = np.where(tails < np.inf, tails, 0.0)
-    cum1 = np.zeros((n, width + 1))
-    cum2 = np.zeros((n, width + 1))
+    cum1 = np.zeros((n_rows, width + 1))
+    cum2 = np.zeros((n_rows, width + 1))
     np.cumsum(t, axis=1, out=cum1[:, 1:])
     np.cumsum(t * t, axis=1, out=cum2[:, 1:])
     return _Summary(centre=centre, tails=tails, n_tails=n_tails, cum1=cum1.ravel(),
-                    cum2=cum2.ravel(), cum_base=np.arange(n) * (width + 1),
-                    core_n=core[0].astype(np.float64), core_s1=core[1],
-                    core_s2=core[2], core_lo=core_edges[0], core_hi=core_edges[1],
-                    band=band.ravel(), band_base=np.arange(n) * band.shape[1] + band_offset,
+                    cum2=cum2.ravel(), cum_base=np.arange(n_rows) * (width + 1),
+                    core_n=core[0].astype(np.float64), core_s1=core[1], core_s2=core[2],
+                    core_lo=core_edges[0], core_hi=core_edges[1], band=band.ravel(),
+                    band_base=np.arange(n_rows) * band.shape[1] + band_offset,
                     band_rank0=band_rank0, band_n=band_n, tolerance=tolerance)
 
 
@@ -568,22 +578,18 @@ def _set_stats(s, lower, upper):
     index : ndarray of int, shape (n, 2)
         Number of tails below ``lower`` and not above ``upper``.
     band_pos : ndarray of int, shape (n, 2)
-        Band positions of the two middle pixels (valid when within
-        ``[0, band_n)``).
+        Band positions of the two middle pixels (valid within ``[0, band_n)``).
     """
-    limits = np.stack([lower, np.nextafter(upper, np.inf)], axis=1)
-    flags = s.tails[:, None, :] < limits[:, :, None]
-    index = np.bitwise_count(flags.view(np.uint64)).sum(axis=2, dtype=np.int64)
+    index = _count_below(s.tails, np.stack([lower, np.nextafter(upper, np.inf)], axis=1))
     np.minimum(index, s.n_tails[:, None], out=index)
     flat = index + s.cum_base[:, None]
     c1, c2 = s.cum1[flat], s.cum2[flat]
     n = s.core_n + (index[:, 1] - index[:, 0])
     mean = (s.core_s1 + (c1[:, 1] - c1[:, 0])) / n
-    var = (s.core_s2 + (c2[:, 1] - c2[:, 0])) / n - mean * mean
-    std = np.sqrt(np.maximum(var, 0.0))
-    first = (index[:, 0] - s.band_rank0)[:, None]
-    band_pos = first + np.floor(np.stack([(n - 1) / 2, n / 2], axis=1)).astype(np.int64)
-    take = np.clip(band_pos, 0, s.band_n[:, None] - 1) + s.band_base[:, None]
+    std = np.sqrt(np.maximum((s.core_s2 + (c2[:, 1] - c2[:, 0])) / n - mean * mean, 0.0))
+    band_pos = (index[:, :1] - s.band_rank0[:, None]
+                + np.floor(np.stack([(n - 1) / 2, n / 2], axis=1)).astype(np.int64))
+    take = np.clip(band_pos, 0, np.maximum(s.band_n, 1)[:, None] - 1) + s.band_base[:, None]
     median = 0.5 * (s.band[take[:, 0]].astype(np.float64) + s.band[take[:, 1]])
     return _SetStats(n=n, mean=mean, std=std, median=median), index, band_pos
 

@@ -45,6 +45,10 @@ class MeasureInput:
         Pixels behind one global-background mesh value (the error of the global level).
     position_flags : ndarray of int32, shape (N,)
         Flags inherited from positioning (NOT_ALIGNED, RECENTRE_FAILED).
+    guide : ndarray of int, optional
+        Indices of bright, isolated, unsaturated catalogue stars (for PSF models).
+    gain : float
+        Gain (e-/ADU) of the frame, for photometers that need ADU.
     """
 
     data: np.ndarray
@@ -59,6 +63,8 @@ class MeasureInput:
     bias_subtracted: bool = False
     n_sky_global: int = 4096
     position_flags: np.ndarray = None
+    guide: np.ndarray = None
+    gain: float = 1.0
 
     @property
     def mask(self):
