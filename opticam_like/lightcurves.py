@@ -186,7 +186,7 @@ class DifferentialPhotometer:
             raise FileNotFoundError(f"no photometry for filter {filter!r} and photometer "
                                     f"{name!r} in {self.out_directory / 'lcs'}; available: "
                                     f"{available or 'none'}")
-        return Table.read(path)
+        return Table.read(path, astropy_native=True)
 
     def get_relative_light_curve(self, filter, target, comparisons=None, photometer=None,
                                  max_comparisons=5):
@@ -234,7 +234,7 @@ class DifferentialPhotometer:
             out["delta_mag_err"] = 2.5 / np.log(10) * rel_err / rel
         out["flags"] = rel_flags
         out["frame"] = table["frame"]
-        name = table.meta.get("PHOTOMETER", photometer or self.photometer)
+        name = table.meta.get("PHOTNAME", photometer or self.photometer)
         out.meta.update({
             "filter": filter, "target": int(target),
             "comparisons": [int(c) + 1 for c in comp_index],

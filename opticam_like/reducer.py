@@ -439,12 +439,11 @@ class Reducer:
                           "site" if location is None else "target RA/Dec")
             utc.format = "mjd"
             return utc, "mjd_utc"
-        times = barycentric_times(utc, ra, dec, location)
-        times.format = "jd"
-        return times, "bjd_tdb"
+        bjd = barycentric_times(utc, ra, dec, location)
+        return Time(bjd.jd1, bjd.jd2, format="jd", scale="tdb"), "bjd_tdb"
 
     def _table_meta(self, name, photometer):
-        return {"FILTER": name, "INSTRUME": self.profile.name,
+        return {"FILTER": name, "INSTRUME": self.profile.name, "PHOTNAME": photometer.name,
                 "PHOTPARS": json.dumps(photometer.params()),
                 "CONFIG": json.dumps(self.effective_config),
                 "VERSIONS": json.dumps(software_versions()),

@@ -13,23 +13,27 @@ pixels, and boxes with ``n_good <= (1 - exclude_percentile / 100) * box
 pixels`` are excluded (NaN).
 
 The clipped set of a box is always the box values inside ``[L, H]``, so
-only three kinds of information are needed at every iteration: the count,
-sum and sum of squares of the pixels inside the bounds, and the values at two
-ranks (the median). Sorting every box would give all of them but costs too
-much; instead each box is split, with a few passes over the data, into
+every iteration needs only the count, sum and sum of squares of the pixels
+inside the bounds and the values at two ranks (the median). Sorting every box
+would give all of them but costs too much; instead, after a sub-sample gives
+a rough median ``m`` and sigma ``s`` of each box, a few passes over the
+pixels (in cache-sized groups of boxes) split each box into
 
-* a *core* ``(A, B)`` around a rough median (from a sub-sample), wide enough
-  to lie inside every clipping interval: only its count and sums are kept;
-* the *tails* ``<= A`` and ``>= B`` (a few per cent of the pixels, plus the
-  masked ones), extracted and kept as values;
-* a narrow *band* of values around the median whose ranks cover every rank
-  the median can take, extracted and sorted.
+* the *core* ``(m - 2.4 s, m + 2.4 s)``, which lies inside every clipping
+  interval: only its count and float32 sums of ``x - m`` are kept;
+* the *tails*, all other pixels (a few per cent, plus the masked ones as
+  +inf), extracted, sorted, with float64 running sums;
+* a *band* of core values whose ranks cover every rank the median can take
+  (clipping the tails moves it by at most half their number), placed from
+  the exact number of pixels below the winsorised mean and the density
+  near the median; extracted and sorted.
 
-The iterations then run on these small arrays. A box whose clipping
-interval would cut into the core, whose median would leave the band, or
-whose tails are too many is recomputed from its fully sorted values, so the
-result is the same as the brute-force computation in every case; only the
-speed depends on the data.
+The iterations then run on these small arrays, for all boxes at once. A box
+whose clipping interval would cut into the core, whose median would leave the
+band, whose tails are too many, or where a bound falls within 1e-5 std of a
+pixel value (where float32 sums might decide differently) is recomputed from
+its fully sorted values in float64. The result is thus the exact
+computation's in every case; only the speed depends on the data.
 
 References
 ----------
@@ -248,6 +252,7 @@ class _BoxRows:
             out -= offset.astype(dtype)[:, None]
         return out
 
+
 def _row_counts(flags):
     """Number of True values in each row of a 2-D boolean array."""
     if flags.shape[1] % 8 == 0 and flags.flags.c_contiguous:
@@ -341,7 +346,7 @@ def _split_chunk(y, half, density, step, n_inf, max_extracted):
     below = _row_counts(y < anchor[:, None])
     r_min = np.floor((n_valid - n_tails - 1) / 2)
     r_max = np.floor((n_valid + n_tails) / 2)
-    pad = np.maximum(2.0 / density, 1.01 * step)      # ties of quantised data
+    pad = np.maximum(2.0 / density, 0.51 * step)      # ties of quantised data
     band_lo = anchor - (np.maximum(below - r_min, 0) * _BAND_MARGIN / density
                         + pad).astype(dtype)
     band_hi = anchor + (np.maximum(r_max + 1 - below, 0) * _BAND_MARGIN / density
@@ -471,6 +476,11 @@ class _Summary:
     band_n: np.ndarray
     tolerance: float
 
+    def __post_init__(self):
+        self.core_n_int = self.core_n.astype(np.int64)
+        self.band_last = np.maximum(self.band_n, 1) - 1
+        self.halves = np.array([1, 0])          # (n - 1) // 2 and n // 2
+
 
 def _count_below(tails, limits):
     """``(#tails < limits[:, 0], #tails < limits[:, 1])`` per row (width % 8 == 0)."""
@@ -580,16 +590,19 @@ def _set_stats(s, lower, upper):
     band_pos : ndarray of int, shape (n, 2)
         Band positions of the two middle pixels (valid within ``[0, band_n)``).
     """
-    index = _count_below(s.tails, np.stack([lower, np.nextafter(upper, np.inf)], axis=1))
+    limits = np.empty((len(lower), 2))
+    limits[:, 0] = lower
+    np.nextafter(upper, np.inf, out=limits[:, 1])
+    index = _count_below(s.tails, limits)
     np.minimum(index, s.n_tails[:, None], out=index)
     flat = index + s.cum_base[:, None]
     c1, c2 = s.cum1[flat], s.cum2[flat]
-    n = s.core_n + (index[:, 1] - index[:, 0])
+    count = s.core_n_int + (index[:, 1] - index[:, 0])
+    n = count.astype(np.float64)
     mean = (s.core_s1 + (c1[:, 1] - c1[:, 0])) / n
     std = np.sqrt(np.maximum((s.core_s2 + (c2[:, 1] - c2[:, 0])) / n - mean * mean, 0.0))
-    band_pos = (index[:, :1] - s.band_rank0[:, None]
-                + np.floor(np.stack([(n - 1) / 2, n / 2], axis=1)).astype(np.int64))
-    take = np.clip(band_pos, 0, np.maximum(s.band_n, 1)[:, None] - 1) + s.band_base[:, None]
+    band_pos = (index[:, :1] - s.band_rank0[:, None]) + ((count[:, None] - s.halves) >> 1)
+    take = np.clip(band_pos, 0, s.band_last[:, None]) + s.band_base[:, None]
     median = 0.5 * (s.band[take[:, 0]].astype(np.float64) + s.band[take[:, 1]])
     return _SetStats(n=n, mean=mean, std=std, median=median), index, band_pos
 
@@ -675,6 +688,7 @@ def _sextractor(stats):
         use_median = np.abs(stats.mean - stats.median) / stats.std >= 0.3
     bkg = np.where(use_median, stats.median, bkg)
     return np.where(stats.std == 0, stats.mean, bkg)
+
 
 def box_statistics(data, invalid, grid, *, sigma=3.0, maxiters=10,
                    exclude_percentile=10.0):

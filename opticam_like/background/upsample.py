@@ -11,8 +11,9 @@ coefficients weighted by the cubic B-spline at ``x - floor(x)``. The zoom
 factor is an integer, so every mesh cell of ``box`` output pixels uses the
 same weights on a window of five consecutive coefficients: the whole
 expansion is a small coefficient grid followed by two banded products, the
-second one a ``(n_mesh_x, 6) @ (6, box)`` matrix product per image row. The
-matrices depend only on ``(mesh length, box, image length)`` and are cached.
+second one ``(n_mesh_x * rows, 6) @ (6, box)`` matrix products over blocks of
+image rows (the sixth column adds back an offset that keeps float32 rounding
+at the output's ulp). The matrices depend only on ``(mesh length, box)`` and are cached.
 
 References
 ----------
@@ -26,6 +27,9 @@ import numpy as np
 from scipy.ndimage import spline_filter1d
 
 __all__ = ["SplineUpsampler"]
+
+#: OpenBLAS runs a matrix product on one thread below m * n * k = 4 * 65536.
+_SINGLE_THREAD_GEMM = 200_000
 
 
 def _bspline_weights(t):
@@ -139,8 +143,13 @@ class SplineUpsampler:
         taps = np.empty((6, bx), dtype=dtype)
         taps[:5] = self._taps_x
         taps[5] = offset
-        # One small product per image row: no BLAS threading on tiny matrices.
-        image = np.matmul(windows, taps).reshape(ny, mx * bx)
+        # Products small enough that BLAS stays on one thread (cheap and safe
+        # on a loaded machine or inside worker processes).
+        image = np.empty((ny, mx * bx), dtype=dtype)
+        step = max(1, _SINGLE_THREAD_GEMM // (mx * 6 * bx))
+        for i in range(0, ny, step):
+            np.matmul(windows[i:i + step].reshape(-1, 6), taps,
+                      out=image[i:i + step].reshape(-1, bx))
         if mx * bx != nx:
             image = np.ascontiguousarray(image[:, :nx])
         np.clip(image, lo, hi, out=image)

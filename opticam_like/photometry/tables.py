@@ -1,5 +1,7 @@
 """Assemble the per-frame photometry of one filter and photometer into a table."""
 
+import json
+
 import numpy as np
 from astropy.table import Table
 
@@ -38,7 +40,8 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
     astropy.table.Table
         Columns ``frame``, ``file``, the time, ``exposure``, ``fwhm``, ``aperture_radius``,
         ``background_median``, ``frame_flags`` and per-source vectors of length ``n_sources``:
-        ``x``, ``y``, ``flux``, ``flux_err``, ``background``, ``area``, ``flags``.
+        ``x``, ``y``, ``flux``, ``flux_err``, ``background``, ``area``, ``flags``. FITS
+        cannot carry the electron unit, so the units are in ``meta['UNITS']`` (JSON).
     """
     n_frames = len(files)
     vectors = {c: np.full((n_frames, n_sources), np.nan) for c in VECTOR_COLUMNS}
@@ -77,8 +80,6 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
     units = {"flux": "electron", "flux_err": "electron", "background": "electron / pix",
              "x": "pix", "y": "pix", "fwhm": "pix", "aperture_radius": "pix",
              "exposure": "s", "area": "pix", "background_median": "electron / pix"}
-    for column, unit in units.items():
-        table[column].unit = unit
-    table.meta["PHOTOMETER"] = name
+    table.meta["UNITS"] = json.dumps(units)
     table.meta["NOISE"] = ",".join(sorted(m for m in noise_methods if m))
     return table
