@@ -66,6 +66,7 @@ SCHEMA = {
         "threshold": (_NUMBER, "detection threshold (x background rms)"),
         "npixels": (int, "minimum connected pixels"),
         "fwhm": (_NUMBER, "smoothing kernel FWHM (pixels)"),
+        "deblend": (bool, "deblend the catalogue sources on the stack"),
     },
     "alignment": {
         "method": (str, "'auto' (astroalign, translation fallback) or 'translation'"),

@@ -66,7 +66,11 @@ class Reducer:
         Global background estimator ``bkg(data, mask=None) -> Background2D``-like; default
         :class:`~opticam_like.background.DefaultBackground` (SExtractor algorithm, box 64).
     finder : callable, optional
-        Source finder; default :class:`~opticam_like.detection.DefaultFinder`.
+        Source finder run on every frame for the alignment; default
+        :class:`~opticam_like.detection.DefaultFinder` (5 sigma, no deblending).
+    catalog_finder : callable, optional
+        Source finder run on the stack to build the catalogue; default the same finder with
+        deblending, so that close pairs in crowded fields become separate sources.
     n_workers : int, optional
         Worker processes (default: the number of CPUs); 1 runs in this process.
     executor : concurrent.futures.Executor, optional
@@ -108,7 +112,7 @@ class Reducer:
 
     def __init__(self, out_directory, data_directory=None, c1_directory=None,
                  c2_directory=None, c3_directory=None, instrument=None, background=None,
-                 finder=None, n_workers=None, executor=None, calibration=None, bias=None,
+                 finder=None, catalog_finder=None, n_workers=None, executor=None, calibration=None, bias=None,
                  dark=None, flat=None, remove_cosmic_rays=None, site=None, target=None,
                  reference_frame=None, alignment=None, recentre="transform", max_sources=None,
                  config=None, progress=None):
@@ -124,6 +128,7 @@ class Reducer:
         self.profile = settings["profile"]
         self.background = settings["background"]
         self.finder = settings["finder"]
+        self.catalog_finder = settings["catalog_finder"]
         self.remove_cosmic_rays = settings["remove_cosmic_rays"]
         self.reference_frame = settings["reference_frame"]
         self.alignment = settings["alignment"]
@@ -171,9 +176,11 @@ class Reducer:
         if background is None:
             background = _background_from_config(bg)
         det = cfg.get("detection", {})
-        finder = args["finder"] or DefaultFinder(threshold=det.get("threshold", 5.0),
-                                                 npixels=det.get("npixels", 5),
-                                                 fwhm=det.get("fwhm"))
+        det_kwargs = {"threshold": det.get("threshold", 5.0), "npixels": det.get("npixels", 5),
+                      "fwhm": det.get("fwhm")}
+        finder = args["finder"] or DefaultFinder(**det_kwargs)
+        catalog_finder = args["catalog_finder"] or DefaultFinder(
+            deblend=det.get("deblend", True), **det_kwargs)
         site = args["site"]
         if site is None and "site" in cfg:
             s = cfg["site"]
@@ -188,6 +195,7 @@ class Reducer:
             "profile": profile,
             "background": background,
             "finder": finder,
+            "catalog_finder": catalog_finder,
             "remove_cosmic_rays": bool(pick(args["remove_cosmic_rays"], "calibration",
                                             "remove_cosmic_rays", False)),
             "reference_frame": pick(args["reference_frame"], "alignment", "reference_frame",
@@ -221,7 +229,7 @@ class Reducer:
                             "flat": _paths(settings["flat"]),
                             "remove_cosmic_rays": settings["remove_cosmic_rays"]},
             "background": _describe(background),
-            "detection": _describe(finder),
+            "detection": {"frames": _describe(finder), "catalog": _describe(catalog_finder)},
             "alignment": {"method": settings["alignment"], "reference_frame": ref,
                           "recentre": args["recentre"]},
             "reduction": {"n_workers": settings["n_workers"],
@@ -301,7 +309,7 @@ class Reducer:
                 catalog_frame, items, context, desc=f"catalogue {name}",
                 accumulator=_StackFactory(infos[ref_index].shape))
             self._log_timings(f"catalogue pass {name}", timings)
-            catalog, mean = catalog_from_stack(stack, self.finder, self.max_sources)
+            catalog, mean = catalog_from_stack(stack, self.catalog_finder, self.max_sources)
             catalog.meta.update({"filter": name, "reference_frame": Path(infos[ref_index].path).name})
             self.log.info("%s: reference %s, %d of %d frames stacked, %d sources", name,
                           Path(infos[ref_index].path).name, stack.n_frames, len(infos),

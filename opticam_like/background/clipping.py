@@ -58,7 +58,7 @@ _BAND_MARGIN = 1.25
 #: a pixel value to trust the float32 sums of the core.
 _SUM_TOLERANCE = 1e-5
 #: At most this many sub-sampled pixels per box side.
-_SUBSAMPLE_SIDE = 16
+_SUBSAMPLE_SIDE = 22
 #: A box with more extracted pixels than this fraction is sorted instead.
 _MAX_EXTRACTED_FRACTION = 0.35
 #: Rows processed together in the passes over the pixels (cache-sized).
@@ -137,7 +137,7 @@ class BoxStatistics:
 
 
 def _subsample_steps(box_size):
-    """Steps of the regular sub-sample of a box (at most 16 per side)."""
+    """Steps of the regular sub-sample of a box (at most 22 per side)."""
     return tuple(-(-b // _SUBSAMPLE_SIDE) for b in box_size)
 
 
@@ -209,7 +209,7 @@ class _BoxRows:
             start += n
 
     def subsample(self, data, invalid, dtype):
-        """At most 16 x 16 regularly spaced pixels of every box.
+        """At most 22 x 22 regularly spaced pixels of every box.
 
         Returns
         -------
@@ -322,10 +322,12 @@ def _split_chunk(y, half, density, step, n_inf, max_extracted):
     Returns
     -------
     dict
-        ``ext``: extracted values, sorted, +inf padded; per row: ``counts``
-        (extracted), ``anchor`` and ``below`` (a value near the median and the
-        exact number of pixels below it), ``s1, s2`` (sums of the values
-        clipped to the core), ``ok`` (row usable).
+        ``tails`` (values outside the core) and ``band`` (extracted core
+        values), each sorted per row and +inf padded; per row: ``n_tails``
+        and ``n_band`` (their lengths, +inf values included),
+        ``anchor`` and ``below`` (a value near the median and the exact number
+        of pixels below it), ``s1, s2`` (sums of the values clipped to the
+        core), ``ok`` (row usable).
     """
     npix = y.shape[1]
     dtype = y.dtype
@@ -357,8 +359,28 @@ def _split_chunk(y, half, density, step, n_inf, max_extracted):
     if not ok.all():
         selected &= ok[:, None]
         counts = np.where(ok, counts, 0)
-    return {"ext": _sorted_ragged(y[selected], counts), "counts": counts,
+    # Split the extracted values into band (core) and tails, each sorted.
+    values = y[selected]
+    row = np.repeat(np.arange(len(y)), counts)
+    in_band = np.abs(values) < h[row]
+    n_band = np.bincount(row[in_band], minlength=len(y))
+    return {"tails": _sorted_ragged(values[~in_band], counts - n_band),
+            "band": _sorted_ragged(values[in_band], n_band), "n_band": n_band,
+            "n_tails": counts - n_band,
             "anchor": anchor, "below": below, "s1": s1, "s2": s2, "ok": ok}
+
+
+def _stack_padded(arrays):
+    """Stack 2-D arrays of different widths, padding with +inf."""
+    if len(arrays) == 1:
+        return arrays[0]
+    out = np.full((sum(len(a) for a in arrays), max(a.shape[1] for a in arrays)),
+                  np.inf, dtype=arrays[0].dtype)
+    start = 0
+    for a in arrays:
+        out[start:start + len(a), :a.shape[1]] = a
+        start += len(a)
+    return out
 
 
 def _summarise_split(y, centre, half, density, step, n_inf):
@@ -376,10 +398,10 @@ def _summarise_split(y, centre, half, density, step, n_inf):
 
     Returns
     -------
+    rows : ndarray of int
+        The rows that could be split (the others must be sorted).
     summary : _Summary
-        For the rows that could be split.
-    split : ndarray of bool, shape (n_rows,)
-        Rows described by ``summary``; the others must be sorted.
+        Their summary.
     nonfinite : ndarray of bool, shape (n_rows,)
         Rows found to hold NaN or -inf values.
     n_inf : ndarray of int, shape (n_rows,)
@@ -395,26 +417,20 @@ def _summarise_split(y, centre, half, density, step, n_inf):
                           step[i:i + chunk], n_inf[i:i + chunk],
                           int(_MAX_EXTRACTED_FRACTION * npix))
              for i in starts]
-    width = max([p["ext"].shape[1] for p in parts], default=1)
-    if len(parts) == 1:
-        ext = parts[0]["ext"]
-    else:
-        ext = np.full((n_rows, width), np.inf, dtype=y.dtype)
-        for i, p in zip(starts, parts):
-            ext[i:i + len(p["ext"]), :p["ext"].shape[1]] = p["ext"]
-    counts, anchor, below, s1, s2, ok = (
+    tails = _stack_padded([p["tails"] for p in parts])
+    band = _stack_padded([p["band"] for p in parts])
+    n_mid, n_out, anchor, below, s1, s2, ok = (
         np.concatenate([p[key] for p in parts]) if parts else np.zeros(0)
-        for key in ("counts", "anchor", "below", "s1", "s2", "ok"))
-    nonfinite = usable & (~np.isfinite(s1) | (ext[:, 0] == -np.inf))
+        for key in ("n_band", "n_tails", "anchor", "below", "s1", "s2", "ok"))
+    nonfinite = usable & (~np.isfinite(s1) | (tails[:, 0] == -np.inf))
     ok = usable & ~nonfinite & ok.astype(bool)
 
     h = half.astype(y.dtype)
-    n_low = _row_counts(ext <= -h[:, None])
-    n_fin = _row_counts(ext < np.inf)
-    n_mid = _row_counts(np.abs(ext) < h[:, None])
-    n_high = n_fin - n_low - n_mid
-    n_inf_found = counts.astype(np.int64) - n_fin
-    core_n = npix - n_inf_found - n_low - n_high
+    n_low = _row_counts(tails <= -h[:, None])
+    n_fin = _row_counts(tails < np.inf)
+    n_high = n_fin - n_low
+    n_inf_found = n_out.astype(np.int64) - n_fin
+    core_n = npix - n_inf_found - n_fin
     # Core sums: the clipped sums less the tails clipped to -h and +h (+inf
     # pixels were clipped to +h too).
     h64 = h.astype(np.float64)
@@ -423,23 +439,16 @@ def _summarise_split(y, centre, half, density, step, n_inf):
     core_s2 = s2 - (n_low + n_clipped_high) * h64 * h64
     # Core pixels between -h and the band are not extracted: the band starts
     # at global rank n_low + gap_low.
-    gap_low = below.astype(np.int64) - _row_counts(ext < anchor[:, None])
+    gap_low = below.astype(np.int64) - n_low - _row_counts(band < anchor[:, None])
 
-    tail_width = max(int((n_low + n_high).max(initial=0)), 1)
-    j = np.arange(tail_width)
-    pos = np.where(j < n_low[:, None], j, j + n_mid[:, None])
-    tails = np.take_along_axis(ext, np.minimum(pos, width - 1), axis=1).astype(np.float64)
-    tails[j >= (n_low + n_high)[:, None]] = np.inf
-    if not ok.all():
-        keep = np.flatnonzero(ok)
-        tails, ext, centre = tails[keep], ext[keep], centre[keep]
-        n_low, n_mid, n_high, gap_low, core_n, core_s1, core_s2, h64 = (
-            v[keep] for v in (n_low, n_mid, n_high, gap_low, core_n, core_s1,
-                              core_s2, h64))
-    summary = _make_summary(centre, tails, n_low + n_high, (core_n, core_s1, core_s2),
-                            (-h64, h64), ext, n_low, n_low + gap_low, n_mid,
-                            _SUM_TOLERANCE if y.dtype == np.float32 else 0.0)
-    return summary, ok, nonfinite, n_inf_found
+    rows = np.flatnonzero(ok)
+    kept = tails[rows].astype(np.float64)
+    summary = _make_summary(
+        centre[rows], kept, n_fin[rows],
+        (core_n[rows], core_s1[rows], core_s2[rows]), (-h64[rows], h64[rows]),
+        band[rows], (n_low + gap_low)[rows], n_mid[rows].astype(np.int64),
+        _SUM_TOLERANCE if y.dtype == np.float32 else 0.0)
+    return rows, summary, nonfinite, n_inf_found
 
 
 @dataclass
@@ -488,13 +497,12 @@ def _count_below(tails, limits):
     return np.bitwise_count(flags.view(np.uint64)).sum(axis=2, dtype=np.int64)
 
 
-def _make_summary(centre, tails, n_tails, core, core_edges, band, band_offset,
-                  band_rank0, band_n, tolerance):
+def _make_summary(centre, tails, n_tails, core, core_edges, band, band_rank0, band_n,
+                  tolerance):
     """Assemble a `_Summary` (running sums and flat offsets included).
 
-    ``tails`` are sorted, +inf padded; ``core`` is ``(n, s1, s2)`` and
-    ``core_edges`` ``(lo, hi)``; ``band`` is 2-D with the band of row ``i``
-    starting at column ``band_offset[i]``.
+    ``tails`` and ``band`` are 2-D, sorted per row, +inf padded; ``core`` is
+    ``(n, s1, s2)`` and ``core_edges`` ``(lo, hi)``.
     """
     n_rows, width = tails.shape
     if width % 8:
@@ -509,7 +517,7 @@ def _make_summary(centre, tails, n_tails, core, core_edges, band, band_offset,
                     cum2=cum2.ravel(), cum_base=np.arange(n_rows) * (width + 1),
                     core_n=core[0].astype(np.float64), core_s1=core[1], core_s2=core[2],
                     core_lo=core_edges[0], core_hi=core_edges[1], band=band.ravel(),
-                    band_base=np.arange(n_rows) * band.shape[1] + band_offset,
+                    band_base=np.arange(n_rows) * band.shape[1],
                     band_rank0=band_rank0, band_n=band_n, tolerance=tolerance)
 
 
@@ -529,7 +537,7 @@ def _summarise_sorted(rows):
     zeros = np.zeros(n)
     return _make_summary(centre, rows, n_valid, (zeros, zeros, zeros),
                          (np.full(n, np.inf), np.full(n, -np.inf)), rows,
-                         np.zeros(n, np.int64), np.zeros(n, np.int64), n_valid, 0.0)
+                         np.zeros(n, np.int64), n_valid, 0.0)
 
 
 def _sorted_ragged(values, counts):
@@ -793,12 +801,12 @@ def _split_and_clip(y, index, offset, usable, shape_info, n_inf, results, sigma,
     n_inf : int
         Number of +inf values in the stored rows.
     """
-    summary, split, nonfinite, found_inf = _summarise_split(
+    rows, summary, nonfinite, found_inf = _summarise_split(
         y, np.where(usable, 0.0, np.nan), *shape_info, n_inf)
     stats, ok = _clip(summary, sigma, maxiters)
-    rows = np.flatnonzero(split)[ok]
-    _store(results, index[rows], offset[rows], summary, stats, ok)
-    return index[rows], nonfinite, int(found_inf[rows].sum())
+    done = rows[ok]
+    _store(results, index[done], offset[done], summary, stats, ok)
+    return index[done], nonfinite, int(found_inf[done].sum())
 
 
 def _store(results, index, offset, summary, stats, keep):
