@@ -244,5 +244,7 @@ def _merge_accumulators(total, part):
 
 
 def _worker_init():
-    """Keep each worker single-threaded: the pool is the parallelism."""
+    """Keep each worker single-threaded (BLAS, OpenMP): the pool is the parallelism."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
     threadpool_limits(1)

@@ -22,9 +22,9 @@ import numpy as np
 
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
-from .kernels import circular_aperture_sums
 from .noise import pixel_variance
-from .psf import PSF_MODELS, frame_profile, local_level, source_stamps, usable_guides, weighted_flux
+from .psf import (PSF_MODELS, aperture_correction, frame_profile, local_level, source_stamps,
+                  weighted_flux)
 
 __all__ = ["OptimalPhotometer"]
 
@@ -140,7 +140,8 @@ class OptimalPhotometer:
         flags |= stamps.flags
         if frame.position_flags is not None:
             flags |= frame.position_flags
-        correction, error, n_used = self._aperture_correction(frame, level, flux, flags)
+        correction, error, n_used = aperture_correction(frame, flux, level, flags,
+                                                        self.correction_radius * frame.fwhm)
         meta.update(aperture_correction=correction, aperture_correction_err=error,
                     n_correction_stars=n_used, correction_source="guides" if n_used else "model")
         flux = correction * flux
@@ -148,25 +149,3 @@ class OptimalPhotometer:
         return {"flux": flux, "flux_err": correction * np.sqrt(variance),
                 "background": frame.sky + level, "area": correction**2 * area,
                 "flags": flags, "meta": meta}
-
-    def _aperture_correction(self, frame, level, flux, flags):
-        """Median ratio of aperture to optimal flux over the clean guide stars.
-
-        Returns the correction, its error (1.25 std / sqrt(n), the error of a median) and the
-        number of stars used; ``(1.0, nan, 0)`` without a usable star.
-        """
-        guide = usable_guides(frame, flags)
-        guide = guide[flux[guide] > 0]
-        if not len(guide):
-            return 1.0, math.nan, 0
-        sums = circular_aperture_sums(frame.data, frame.x[guide], frame.y[guide],
-                                      self.correction_radius * frame.fwhm, mask=frame.mask,
-                                      pixel_flags=frame.pixel_flags)
-        aperture = sums.sum - level[guide] * sums.area
-        ok = (sums.flags == 0) & ~sums.edge & (aperture > 0)
-        if not np.any(ok):
-            return 1.0, math.nan, 0
-        ratio = aperture[ok] / flux[guide][ok]
-        n = len(ratio)
-        error = 1.2533 * float(np.std(ratio, ddof=1)) / math.sqrt(n) if n > 1 else math.nan
-        return float(np.median(ratio)), error, n

@@ -154,7 +154,7 @@ class AperturePhotometer:
             bad = ~(n_sky >= self.local_background.min_pixels) | ~np.isfinite(level)
             flags |= np.where(bad, PhotFlag.BAD_BACKGROUND, 0).astype(np.int32)
             level = np.where(np.isfinite(level), level, 0.0)
-            median = self.local_background.statistic != "mean"
+            median = self.local_background.median_based
         else:
             level = np.zeros(frame.n_sources)
             n_sky = np.full(frame.n_sources, frame.n_sky_global)
