@@ -272,11 +272,21 @@ def image_hdu(hdul, path):
     raise FrameError(path, "no 2-D image in any HDU")
 
 
-def open_fits(path):
-    """Open a FITS file; truncation and read errors become :class:`FrameError`."""
+def open_fits(path, strict=True):
+    """Open a FITS file; read errors (and, when ``strict``, truncation) become
+    :class:`FrameError`.
+
+    Parameters
+    ----------
+    path : str or Path
+    strict : bool
+        Reject a truncated file at once. Header-only reads pass ``False``: a file cut short
+        in its data still has a usable header, so the frame keeps its place (and time) in the
+        outputs and is rejected when its pixels are read.
+    """
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("error", message=".*truncated.*")
+            warnings.filterwarnings("error" if strict else "ignore", message=".*truncated.*")
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
             return fits.open(path, memmap=False)
     except (OSError, ValueError, TypeError, UserWarning) as exc:
@@ -303,7 +313,7 @@ def read_header(path, profile="opticam"):
         Unreadable or truncated file, no 2-D image, missing or invalid keyword (named).
     """
     profile = load_profile(profile)
-    with open_fits(path) as hdul:
+    with open_fits(path, strict=False) as hdul:
         hdu = image_hdu(hdul, path)
         header = hdu.header
         shape = (header["NAXIS2"], header["NAXIS1"])

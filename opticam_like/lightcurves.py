@@ -15,6 +15,7 @@ from astropy.table import Table
 
 from .flags import PhotFlag
 from .outputs import write_table
+from .plots.reduction import plot_relative_light_curve
 
 __all__ = ["DifferentialPhotometer", "relative_flux", "select_comparisons", "time_column"]
 
@@ -243,8 +244,7 @@ class DifferentialPhotometer:
             "normalisation": "median of unflagged frames = 1",
         })
         if self.save:
-            base = self.out_directory / "relative_light_curves" / f"{filter}_{target}_{name}"
-            write_table(out, base.with_suffix(".ecsv"))
-            from .plots.reduction import plot_relative_light_curve
-            plot_relative_light_curve(out, base.with_suffix(".pdf"))
+            folder = self.out_directory / "relative_light_curves"
+            write_table(out, folder / f"{filter}_{target}_{name}.ecsv")
+            plot_relative_light_curve(out, folder / f"{filter}_{target}_{name}.pdf")
         return out

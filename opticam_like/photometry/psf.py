@@ -21,6 +21,7 @@ Naylor, T. 1998, MNRAS 296, 339 (profile-weighted photometry).
 Stetson, P. B. 1987, PASP 99, 191 (PSF fitting, grouping of neighbours).
 """
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ __all__ = ["GaussianProfile", "MoffatProfile", "EPSFProfile", "ProfilePRF", "Sou
 
 PSF_MODELS = ("gaussian", "moffat", "epsf")
 """Profiles :func:`frame_profile` can build."""
+
+_MODEL_SERIAL = itertools.count()
+"""Serial numbers of the per-call model classes (see ``PSFPhotometer._fit``)."""
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(3)
 _NODES, _WEIGHTS = _NODES / 2.0, _WEIGHTS / 2.0
@@ -659,10 +663,17 @@ def frame_profile(frame, model="gaussian", beta=2.5, level=None, flags=None):
 def _group_variances(groups, stamps, profile, flux, x_fit, y_fit, level_var, sigma2):
     """Flux variances of sources fitted jointly (linear least squares, uniform weights).
 
-    For a group with design matrix ``A`` (the members' profiles on the concatenated pixels of
-    their fit boxes, as photutils concatenates them) the fluxes are ``R D`` with
-    ``R = (A^T A)^-1 A^T``, so ``cov = R diag(V) R^T`` with ``V = sigma2 + sum_j F_j A_j``, plus
-    the error of each member's local level propagated through the rows of ``R``.
+    photutils fits a group on the concatenated pixels of its members' fit boxes, so a pixel in
+    two boxes enters twice. With ``A`` the members' profiles on those entries, the fluxes are
+    ``R D`` with ``R = (A^T A)^-1 A^T``; summing the columns of ``R`` that belong to the same
+    image pixel gives ``R_u``, and ``cov = R_u diag(V) R_u^T`` with ``V = sigma2 + sum_j F_j
+    A_j`` per pixel, plus the error of each member's local level (subtracted from the entries
+    of its box) propagated through the rows of ``R``.
+
+    Returns
+    -------
+    dict of int to float
+        Variance of each member (e-^2).
     """
     variance = {}
     for members in groups:
@@ -675,14 +686,17 @@ def _group_variances(groups, stamps, profile, flux, x_fit, y_fit, level_var, sig
         rows, cols, owner = map(np.concatenate, (rows, cols, owner))
         design = np.stack([profile.render(cols - x_fit[m], rows - y_fit[m])
                            for m in members], axis=1)
-        finite = np.where(np.isfinite(flux[members]), np.clip(flux[members], 0, None), 0.0)
-        pixel_var = sigma2[owner] + design @ finite
         try:
-            normal_inv = np.linalg.inv(design.T @ design)
+            resolve = np.linalg.solve(design.T @ design, design.T)
         except np.linalg.LinAlgError:
             continue
-        resolve = normal_inv @ design.T
-        cov = (resolve * pixel_var) @ resolve.T
+        pixels, first, inverse = np.unique(rows * (cols.max() + 1) + cols, return_index=True,
+                                           return_inverse=True)
+        merged = np.stack([np.bincount(inverse, weights=r, minlength=len(pixels))
+                           for r in resolve])
+        fluxes = np.where(np.isfinite(flux[members]), np.clip(flux[members], 0, None), 0.0)
+        pixel_var = sigma2[owner[first]] + design[first] @ fluxes
+        cov = (merged * pixel_var) @ merged.T
         for j, m in enumerate(members):
             level_term = sum(np.sum(resolve[j, owner == o]) ** 2 * level_var[o] for o in members)
             variance[m] = cov[j, j] + level_term
@@ -851,7 +865,12 @@ class PSFPhotometer:
         """photutils PSFPhotometry with the profile; fluxes, variances and metadata."""
         from photutils.psf import PSFPhotometry, SourceGrouper
 
-        model = ProfilePRF(profile)
+        # photutils 3.0 caches the class of a group's model by (group size, model class name),
+        # with the fixed flags and the base model (here: the profile) of its first use; a class
+        # per call keeps every frame's own profile
+        model_class = type(f"ProfilePRF{next(_MODEL_SERIAL)}", (ProfilePRF,),
+                           {"__module__": __name__})
+        model = model_class(profile)
         if self.max_shift is None:
             model.x_0.fixed = True
             model.y_0.fixed = True

@@ -1,0 +1,121 @@
+"""A generated night with a truncated file, a frame without FILTER, an all-NaN frame and a frame
+of pure noise: each is listed with its reason, the run finishes, and every other frame's
+results are bit-for-bit those of the clean night."""
+
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from astropy.time import Time
+import astropy.units as u
+
+import opticam_like as ol
+from opticam_like.flags import PhotFlag
+
+SHAPE = (256, 256)
+
+
+def _reduce(data, out):
+    with ol.Reducer(out, data_directory=data, n_workers=2, progress=False) as reducer:
+        reducer.create_catalogs()
+        reducer.photometry()
+    return reducer
+
+
+def _shifted_header(path, seconds):
+    header = fits.getheader(path)
+    start = Time(header["GPSTIME"].replace(" ", "T"), scale="utc") + seconds * u.s
+    header["GPSTIME"] = header["UT"] = start.iso.replace("T", " ")
+    header["DATE-OBS"] = start.isot
+    return header
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bad")
+    clean = base / "clean"
+    ol.generate_observations(clean, n_images=30, shape=SHAPE, n_sources=10, filters=("g", "r"),
+                             progress=False)
+    dirty = base / "dirty"
+    shutil.copytree(clean, dirty, ignore=shutil.ignore_patterns("truth"))
+    frame = dirty / "C1_g_000015.fits"
+    data = fits.getdata(frame)
+    header = _shifted_header(frame, 0.3)
+    fits.PrimaryHDU(data, header).writeto(dirty / "C1_g_truncated.fits")
+    raw = (dirty / "C1_g_truncated.fits").read_bytes()
+    (dirty / "C1_g_truncated.fits").write_bytes(raw[:len(raw) // 2])
+    header = _shifted_header(frame, 0.4)
+    del header["FILTER"]
+    fits.PrimaryHDU(data, header).writeto(dirty / "C1_nofilter.fits")
+    fits.PrimaryHDU(np.full(SHAPE, np.nan, np.float32),
+                    _shifted_header(frame, 0.5)).writeto(dirty / "C1_g_allnan.fits")
+    noise = np.random.default_rng(3).poisson(500.0, SHAPE).astype(np.uint16)
+    fits.PrimaryHDU(noise, _shifted_header(frame, 0.6)).writeto(dirty / "C1_g_noise.fits")
+    return (clean, _reduce(clean, base / "clean_out"), base / "clean_out",
+            dirty, _reduce(dirty, base / "dirty_out"), base / "dirty_out")
+
+
+def test_each_bad_frame_listed_with_its_reason(nights):
+    *_, out = nights
+    rejected = Table.read(out / "diag" / "rejected_frames.ecsv")
+    reasons = {row["file"]: (row["stage"], row["reason"]) for row in rejected}
+    assert set(reasons) == {"C1_g_truncated.fits", "C1_nofilter.fits", "C1_g_allnan.fits",
+                            "C1_g_noise.fits"}
+    assert reasons["C1_nofilter.fits"][0] == "scan" and "FILTER" in reasons["C1_nofilter.fits"][1]
+    assert reasons["C1_g_truncated.fits"][0] == "read"
+    assert "truncated" in reasons["C1_g_truncated.fits"][1]
+    assert "no finite pixel" in reasons["C1_g_allnan.fits"][1]
+    assert reasons["C1_g_noise.fits"][0] == "alignment"
+
+
+def test_bad_frames_are_flagged_rows(nights):
+    *_, out = nights
+    table = Table.read(out / "lcs" / "g_aperture_1.5fwhm.fits")
+    assert len(table) == 33  # 30 good + truncated + all-NaN + noise (no FILTER: not g)
+    flags = dict(zip(table["file"], table["frame_flags"]))
+    assert flags["C1_g_truncated.fits"] & PhotFlag.FRAME_REJECTED
+    assert flags["C1_g_allnan.fits"] & PhotFlag.FRAME_REJECTED
+    assert flags["C1_g_noise.fits"] & PhotFlag.NOT_ALIGNED
+    rejected = table["frame_flags"] & PhotFlag.FRAME_REJECTED != 0
+    assert np.all(np.isnan(np.ma.filled(table["flux"][rejected], np.nan)))
+
+
+def test_other_frames_unchanged(nights):
+    _, _, clean_out, _, _, dirty_out = nights
+    for band in ("g", "r"):
+        clean = Table.read(clean_out / "lcs" / f"{band}_aperture_1.5fwhm.fits")
+        dirty = Table.read(dirty_out / "lcs" / f"{band}_aperture_1.5fwhm.fits")
+        dirty = dirty[np.isin(dirty["file"], clean["file"])]
+        assert list(dirty["file"]) == list(clean["file"])
+        for column in ("flux", "flux_err", "x", "y", "flags"):
+            np.testing.assert_array_equal(dirty[column], clean[column])
+        np.testing.assert_array_equal(Table.read(clean_out / "cat" / f"{band}_catalog.ecsv")["x"],
+                                      Table.read(dirty_out / "cat" / f"{band}_catalog.ecsv")["x"])
+
+
+def test_inputs_untouched_and_nothing_written_there(nights):
+    clean, _, _, dirty, _, _ = nights
+    names = sorted(p.name for p in dirty.iterdir())
+    assert names == sorted([p.name for p in clean.iterdir() if p.name != "truth"]
+                           + ["C1_g_truncated.fits", "C1_nofilter.fits", "C1_g_allnan.fits",
+                              "C1_g_noise.fits"])
+
+
+def test_whole_night_errors_stop_at_once(nights, tmp_path):
+    clean = nights[0]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ol.ReductionError, match="no FITS frames"):
+        ol.Reducer(tmp_path / "out1", data_directory=tmp_path / "empty", n_workers=1)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(clean, mixed, ignore=shutil.ignore_patterns("truth"))
+    header = fits.getheader(mixed / "C1_g_000000.fits")
+    header["BINNING"] = "2x2"
+    fits.PrimaryHDU(fits.getdata(mixed / "C1_g_000000.fits"), header).writeto(mixed / "odd.fits")
+    with pytest.raises(ol.ReductionError, match="mix binnings"):
+        ol.Reducer(tmp_path / "out2", data_directory=mixed, n_workers=1)
+    with pytest.raises(ol.ReductionError, match="inside the data directory"):
+        ol.Reducer(clean / "reduced", data_directory=clean, n_workers=1)
+    with pytest.raises(ol.ConfigError, match="alignment"):
+        ol.Reducer(tmp_path / "out3", data_directory=clean, alignment="magic")
