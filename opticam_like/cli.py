@@ -20,6 +20,9 @@ def _add_reduce_options(parser):
     parser.add_argument("--bias", default=None, help="directory of bias frames")
     parser.add_argument("--dark", default=None, help="directory of dark frames")
     parser.add_argument("--flat", default=None, help="directory of flat frames")
+    parser.add_argument("--site", default=None,
+                        help="observing site: a known name (e.g. 'lco', 'spm') or LON,LAT,HEIGHT "
+                             "in deg, deg, m (default: the instrument's or the header's)")
     parser.add_argument("--remove-cosmic-rays", action="store_true", default=None,
                         help="detect and mask cosmic rays (astroscrappy)")
     parser.add_argument("--target", type=int, default=None,
@@ -43,7 +46,7 @@ def _parser():
     sim.add_argument("--n-images", type=int, default=100, help="frames per camera")
     sim.add_argument("--seed", type=int, default=0, help="random seed")
     sim.add_argument("--calibration", action="store_true",
-                     help="also write bias, dark and flat frames into OUT/../calibration")
+                     help="also write bias, dark and flat frames into OUT/calibration/{bias,dark,flat}")
     sim.add_argument("--overwrite", action="store_true", help="replace existing files")
 
     red = commands.add_parser("reduce", help="reduce a directory of frames",
@@ -74,19 +77,37 @@ def _parser():
     return parser
 
 
+def _simulate_calibration(night, out, overwrite):
+    """Bias, dark and flat frames of the same simulated detector, into ``out/{kind}``."""
+    from data_generator import generate_biases, generate_darks, generate_flats, load_truth
+    parameters = load_truth(night).parameters
+    for kind, make in (("bias", generate_biases), ("dark", generate_darks),
+                       ("flat", generate_flats)):
+        make(Path(out) / kind, parameters=parameters, overwrite=overwrite)
+    return {kind: Path(out) / kind for kind in ("bias", "dark", "flat")}
+
+
 def _simulate(args):
-    from data_generator import generate_biases, generate_darks, generate_flats
     from data_generator import generate_observations
     out = Path(args.out)
     generate_observations(out, n_images=args.n_images, seed=args.seed,
                           overwrite=args.overwrite)
     print(f"frames and truth written to {out}")
     if args.calibration:
-        cal = out.parent / "calibration"
-        generate_biases(cal / "bias", seed=args.seed, overwrite=args.overwrite)
-        generate_darks(cal / "dark", seed=args.seed, overwrite=args.overwrite)
-        generate_flats(cal / "flat", seed=args.seed, overwrite=args.overwrite)
-        print(f"calibration frames written to {cal}")
+        _simulate_calibration(out, out / "calibration", args.overwrite)
+        print(f"calibration frames written to {out / 'calibration'}")
+
+
+def _site(text):
+    """A site name, or a (lon, lat, height) tuple from 'LON,LAT,HEIGHT'."""
+    if text is None or "," not in text:
+        return text
+    try:
+        lon, lat, height = (float(v) for v in text.split(","))
+    except ValueError:
+        from .instruments import ConfigError
+        raise ConfigError(f"--site {text!r}: expected a name or LON,LAT,HEIGHT") from None
+    return (lon, lat, height)
 
 
 def _reduce(args):
@@ -95,6 +116,7 @@ def _reduce(args):
     with Reducer(args.out, data_directory=args.data_dir, instrument=args.instrument,
                  config=args.config, n_workers=args.n_workers, bias=args.bias,
                  dark=args.dark, flat=args.flat, remove_cosmic_rays=args.remove_cosmic_rays,
+                 site=_site(args.site),
                  progress=False if args.no_progress else None) as reducer:
         reducer.create_catalogs()
         reducer.photometry()
@@ -116,10 +138,13 @@ def _demo(args):
     from .reducer import Reducer
     out = Path(args.out)
     data, reduced = out / "data", out / "reduced"
-    print(f"simulating {args.n_images} frames per camera into {data}")
+    print(f"simulating {args.n_images} frames per camera into {data}, with bias, dark and "
+          f"flat frames into {out / 'calibration'}")
     generate_observations(data, n_images=args.n_images, overwrite=True)
+    calibration = _simulate_calibration(data, out / "calibration", overwrite=True)
     truth = load_truth(data)
-    with Reducer(reduced, data_directory=data, n_workers=args.n_workers) as reducer:
+    with Reducer(reduced, data_directory=data, n_workers=args.n_workers,
+                 **calibration) as reducer:
         reducer.create_catalogs()
         reducer.photometry()
         diff = DifferentialPhotometer(reduced)

@@ -97,8 +97,11 @@ class GaussianProfile:
     Notes
     -----
     With ``cxy == 0`` the integral over a pixel is the product of differences of error
-    functions (exact, as photutils' ``CircularGaussianPRF``); otherwise a 3 x 3 Gauss-Legendre
-    rule per pixel.
+    functions (exact, as photutils' ``CircularGaussianPRF``). Otherwise, when the minor-axis
+    sigma is at least 1 px, the Edgeworth expansion of the Gaussian convolved with the pixel
+    (covariance ``C + I/12``, fourth cumulants ``-1/120`` along x and y; error < 1e-4 of the
+    peak pixel, 3e-5 at FWHM 3 px) costs one exponential per pixel; a sharper Gaussian is
+    integrated with a 3 x 3 Gauss-Legendre rule.
     """
 
     cxx: float
@@ -147,12 +150,23 @@ class GaussianProfile:
             fx = 0.5 * (erf((dx + 0.5) / scale_x) - erf((dx - 0.5) / scale_x))
             fy = 0.5 * (erf((dy + 0.5) / scale_y) - erf((dy - 0.5) / scale_y))
             return fx * fy
-        det = self.cxx * self.cyy - self.cxy**2
-        ixx, iyy, ixy = self.cyy / det, self.cxx / det, -self.cxy / det
-        norm = 1.0 / (2.0 * math.pi * math.sqrt(det))
-        return _pixel_integral(
-            lambda u, v: norm * np.exp(-0.5 * (ixx * u * u + 2.0 * ixy * u * v + iyy * v * v)),
-            dx, dy)
+        a, b, _ = covariance_to_ellipse(self.cxx, self.cyy, self.cxy)
+        if b < 1.0:
+            det = self.cxx * self.cyy - self.cxy**2
+            ixx, iyy, ixy = self.cyy / det, self.cxx / det, -self.cxy / det
+            norm = 1.0 / (2.0 * math.pi * math.sqrt(det))
+            return _pixel_integral(
+                lambda u, v: norm * np.exp(-0.5 * (ixx * u * u + 2.0 * ixy * u * v
+                                                   + iyy * v * v)), dx, dy)
+        cxx, cyy = self.cxx + 1.0 / 12.0, self.cyy + 1.0 / 12.0
+        det = cxx * cyy - self.cxy**2
+        sxx, syy, sxy = cyy / det, cxx / det, -self.cxy / det
+        ux = sxx * dx + sxy * dy
+        uy = sxy * dx + syy * dy
+        hermite = (ux**2 * (ux**2 - 6.0 * sxx) + 3.0 * sxx**2
+                   + uy**2 * (uy**2 - 6.0 * syy) + 3.0 * syy**2)
+        return (np.exp(-0.5 * (dx * ux + dy * uy)) / (2.0 * math.pi * math.sqrt(det))
+                * (1.0 - hermite / 2880.0))
 
 
 @dataclass(frozen=True)
@@ -368,7 +382,7 @@ def local_level(frame, estimator):
                                         mask=frame.mask)
     bad = ~(n_sky >= estimator.min_pixels) | ~np.isfinite(level)
     flags = np.where(bad, PhotFlag.BAD_BACKGROUND, 0).astype(np.int32)
-    return (np.where(np.isfinite(level), level, 0.0), n_sky, estimator.statistic != "mean",
+    return (np.where(np.isfinite(level), level, 0.0), n_sky, estimator.median_based,
             flags)
 
 
