@@ -320,7 +320,7 @@ def read_header(path, profile="opticam"):
         return _header_info(header, shape, path, profile)
 
 
-def read_frame(path, profile="opticam"):
+def read_frame(path, profile="opticam", info=None):
     """Read one frame: pixels as float32 ADU and the parsed header.
 
     Parameters
@@ -329,6 +329,9 @@ def read_frame(path, profile="opticam"):
         A FITS file.
     profile : InstrumentProfile or str
         How to read the header.
+    info : FrameInfo, optional
+        The frame's header as parsed before (by the scan); it is reused instead of parsing the
+        header again (which costs more than reading the pixels of a 512 x 512 frame).
 
     Returns
     -------
@@ -337,12 +340,12 @@ def read_frame(path, profile="opticam"):
     Raises
     ------
     FrameError
-        Unreadable or truncated file, missing keyword, or no finite pixel.
+        Unreadable or truncated file, missing keyword, no finite pixel, or a shape that differs
+        from ``info``.
     """
-    profile = load_profile(profile)
     with open_fits(path) as hdul:
         hdu = image_hdu(hdul, path)
-        header = hdu.header.copy()
+        header = hdu.header
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -354,5 +357,8 @@ def read_frame(path, profile="opticam"):
         raise FrameError(path, f"image has {data.ndim} dimensions, expected 2")
     if not np.isfinite(data).any():
         raise FrameError(path, "no finite pixel (all NaN or inf)")
-    info = _header_info(header, data.shape, path, profile)
+    if info is None:
+        info = _header_info(header, data.shape, path, load_profile(profile))
+    elif info.shape != data.shape:
+        raise FrameError(path, f"image shape {data.shape} differs from the header's {info.shape}")
     return Frame(data=data, info=info, header=header)

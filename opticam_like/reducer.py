@@ -304,7 +304,7 @@ class Reducer:
             ref_index, ref_row = self._choose_reference(name, infos, context)
             context = replace(context, reference_xy=ref_row.xy,
                               reference_shape=infos[ref_index].shape)
-            items = [FrameItem(i.path, n) for n, i in enumerate(infos)]
+            items = [FrameItem(i.path, i, n) for n, i in enumerate(infos)]
             rows, timings, stack = self.pool.map(
                 catalog_frame, items, context, desc=f"catalogue {name}",
                 accumulator=_StackFactory(infos[ref_index].shape))
@@ -345,7 +345,7 @@ class Reducer:
             candidates = list(range(len(infos)))
         for start in range(0, len(candidates), REFERENCE_CANDIDATES):
             chunk = candidates[start:start + REFERENCE_CANDIDATES]
-            items = [FrameItem(infos[i].path, i) for i in chunk]
+            items = [FrameItem(infos[i].path, infos[i], i) for i in chunk]
             rows, _, _ = self.pool.map(detect_frame, items, context,
                                        desc=f"reference {name}")
             best = choose_reference(rows)
@@ -411,7 +411,7 @@ class Reducer:
                 n_sky_global=_mesh_pixels(self.background))
             matrices = _matrices(transforms)
             not_aligned = np.where(transforms["aligned"], 0, PhotFlag.NOT_ALIGNED)
-            items = [FrameItem(i.path, n, tuple(matrices[n].ravel()),
+            items = [FrameItem(i.path, i, n, tuple(matrices[n].ravel()),
                                float(transforms["fwhm"][n]), int(not_aligned[n]))
                      for n, i in enumerate(infos)]
             rows, timings, _ = self.pool.map(photometry_frame, items, context,

@@ -34,6 +34,8 @@ class FrameItem:
     ----------
     path : str
         The frame's file.
+    info : FrameInfo
+        The frame's header as parsed by the scan (not parsed again).
     index : int
         Position of the frame in its filter's time-ordered list.
     matrix : tuple of float, optional
@@ -45,6 +47,7 @@ class FrameItem:
     """
 
     path: str
+    info: object
     index: int
     matrix: tuple | None = None
     fwhm: float = math.nan
@@ -186,7 +189,7 @@ def prepare_frame(item, ctx, timer):
         (the mask travels with ``calibrated``).
     """
     timer.step("read")
-    frame = read_frame(item.path, ctx.profile)
+    frame = read_frame(item.path, ctx.profile, info=item.info)
     timer.step("calibrate")
     calibrated = calibrate(frame, ctx.calibration, remove_cosmic_rays=ctx.remove_cosmic_rays)
     timer.step("background")

@@ -38,11 +38,9 @@ from ..flags import PhotFlag
 from .kernels import circular_aperture_sums, cutouts
 from .noise import MEDIAN_FACTOR, pixel_variance
 
-__all__ = ["GaussianProfile", "MoffatProfile", "EPSFProfile", "ProfilePRF", "SourceStamps",
-           "source_stamps", "local_level", "weighted_flux", "usable_guides", "aperture_correction",
-           "frame_profile",
-           "PSFPhotometer",
-           "PSF_MODELS"]
+__all__ = ["PSF_MODELS", "GaussianProfile", "MoffatProfile", "EPSFProfile", "ProfilePRF",
+           "SourceStamps", "source_stamps", "local_level", "weighted_flux", "usable_guides",
+           "aperture_correction", "frame_profile", "PSFPhotometer"]
 
 PSF_MODELS = ("gaussian", "moffat", "epsf")
 """Profiles :func:`frame_profile` can build."""
@@ -386,6 +384,21 @@ def local_level(frame, estimator):
             flags)
 
 
+def _level_variance(sigma2, n_sky, median):
+    """Variance of a local level from ``n_sky`` pixels (``k = pi/2`` for a median)."""
+    k = MEDIAN_FACTOR if median else 1.0
+    n_sky = np.where(np.asarray(n_sky) > 0, n_sky, np.nan)
+    return np.asarray(sigma2, dtype=float) * k / n_sky
+
+
+def _weighted_variance(weights, profile, flux, sigma2, level_var):
+    """``sum(W^2 V) + (sum W)^2 level_var`` with ``V = sigma2 + F P`` (arrays (N, k, k))."""
+    pixel_var = (np.asarray(sigma2, dtype=float)[:, None, None]
+                 + np.clip(np.nan_to_num(flux), 0, None)[:, None, None] * profile)
+    return (np.sum(weights * weights * pixel_var, axis=(1, 2))
+            + np.sum(weights, axis=(1, 2)) ** 2 * level_var)
+
+
 def weighted_flux(stamps, profile, level, sigma2, n_sky, median=True, optimal=True):
     """Profile-weighted fluxes and their CCD-equation variances.
 
@@ -440,13 +453,9 @@ def weighted_flux(stamps, profile, level, sigma2, n_sky, median=True, optimal=Tr
             ratio = p / (s2 + np.clip(flux, 0, None)[:, None, None] * p)
             weights = ratio / np.sum(ratio * p, axis=(1, 2))[:, None, None]
             flux = np.sum(weights * data, axis=(1, 2))
-        pixel_var = s2 + np.clip(flux, 0, None)[:, None, None] * p
-        area = np.sum(weights * weights, axis=(1, 2))
-        k = MEDIAN_FACTOR if median else 1.0
-        n_sky = np.where(np.asarray(n_sky) > 0, n_sky, np.nan)
-        variance = (np.sum(weights * weights * pixel_var, axis=(1, 2))
-                    + np.sum(weights, axis=(1, 2)) ** 2 * s2[:, 0, 0] * k / n_sky)
-    return flux, variance, area
+        variance = _weighted_variance(weights, p, flux, sigma2,
+                                      _level_variance(sigma2, n_sky, median))
+    return flux, variance, np.sum(weights * weights, axis=(1, 2))
 
 
 def aperture_correction(frame, flux, level, flags, radius):
@@ -538,14 +547,22 @@ def _guide_stamps(frame, level, flags, half):
     return values, frame.x[sel] - ix0, frame.y[sel] - iy0, ix0, iy0
 
 
-def _median_moments(values, xs, ys):
-    """Median second moments (cxx, cyy, cxy) of the cut-outs; None when none is usable."""
+def _median_moments(values):
+    """Median second moments (cxx, cyy, cxy) of the cut-outs about their centroids.
+
+    Each star's moments are taken about its own first moment in the cut-out, so an error of
+    the catalogue position does not widen the profile (the moments about a point ``d`` off
+    the centre are larger by ``d^2``). Returns ``(None, 0)`` when no cut-out is usable.
+    """
     moments = []
-    for stamp, x, y in zip(values, xs, ys):
-        try:
-            cxx, cyy, cxy = moment_covariance(stamp, x, y)
-        except ValueError:
+    offsets = np.arange(values.shape[-1], dtype=float)
+    for stamp in values:
+        total = stamp.sum()
+        if not total > 0:
             continue
+        xc = float(stamp.sum(axis=0) @ offsets) / total
+        yc = float(stamp.sum(axis=1) @ offsets) / total
+        cxx, cyy, cxy = moment_covariance(stamp, xc, yc)
         if cxx > 0 and cyy > 0 and cxx * cyy > cxy * cxy:
             moments.append((cxx, cyy, cxy))
     if not moments:
@@ -598,8 +615,11 @@ def frame_profile(frame, model="gaussian", beta=2.5, level=None, flags=None):
     """The PSF of a frame, measured on its guide stars.
 
     * ``'gaussian'``: elliptical Gaussian with the median pixel-corrected second moments of the
-      guide stars (:func:`~opticam_like.detection.moment_covariance`, cut-outs of +-4 sigma of
-      the frame FWHM, as the frame FWHM is measured).
+      guide stars about their centroids (:func:`~opticam_like.detection.moment_covariance`,
+      cut-outs of +-4 sigma of the frame FWHM, as the frame FWHM is measured). The moments of
+      a star of 1e5 e- on a 200 e- sky scatter by ~4%, so the median of ~10 stars sets the
+      width to ~1%, a flux scale common to the frame's stars that differential photometry
+      cancels.
     * ``'moffat'``: circular Moffat of index ``beta`` whose moments in the same cut-outs equal
       the guide stars' median (a Moffat's moments depend on the truncation, so the FWHM is
       found by matching them, not by the Gaussian relation).
@@ -651,8 +671,8 @@ def frame_profile(frame, model="gaussian", beta=2.5, level=None, flags=None):
                                 f"{n_stars} usable: Gaussian used")
         model = "gaussian"
     half = math.ceil(_MOMENT_SIGMAS * frame.fwhm / FWHM_PER_SIGMA + 0.5)
-    values, xs, ys, _, _ = _guide_stamps(frame, level, flags, half)
-    moments, n_stars = _median_moments(values, xs, ys)
+    values = _guide_stamps(frame, level, flags, half)[0]
+    moments, n_stars = _median_moments(values)
     profile = None
     if moments is not None:
         if model == "gaussian":
@@ -855,12 +875,12 @@ class PSFPhotometer:
             return {"flux": empty, "flux_err": empty, "background": empty, "area": empty,
                     "flags": np.zeros(0, dtype=np.int32), "meta": meta}
         stamps = source_stamps(frame.data, frame.pixel_flags, frame.x, frame.y, half)
-        p = profile.render(stamps.dx, stamps.dy)
+        p = np.where(stamps.good, profile.render(stamps.dx, stamps.dy), 0.0)
         flux, variance, area = weighted_flux(stamps, p, level, sigma2, n_sky, median,
                                              optimal=False)
         if self.method == "fit":
-            flux, variance, fit_meta = self._fit(frame, profile, stamps, level, flux, sigma2,
-                                                 n_sky, median)
+            flux, variance, fit_meta = self._fit(frame, profile, stamps, p, level, flux,
+                                                 sigma2, _level_variance(sigma2, n_sky, median))
             meta.update(fit_meta)
         flags |= stamps.flags
         if frame.position_flags is not None:
@@ -870,13 +890,18 @@ class PSFPhotometer:
                 frame, flux, level, flags, self.correction_radius * frame.fwhm)
             meta.update(aperture_correction=correction, aperture_correction_err=error,
                         n_correction_stars=n_used)
-            flux, variance, area = correction * flux, correction**2 * variance, correction**2 * area
+            flux = correction * flux
+            variance, area = correction**2 * variance, correction**2 * area
         flags |= np.where(~(flux > 0), PhotFlag.NON_POSITIVE, 0).astype(np.int32)
         return {"flux": flux, "flux_err": np.sqrt(variance), "background": frame.sky + level,
                 "area": area, "flags": flags, "meta": meta}
 
-    def _fit(self, frame, profile, stamps, level, flux_init, sigma2, n_sky, median):
-        """photutils PSFPhotometry with the profile; fluxes, variances and metadata."""
+    def _fit(self, frame, profile, stamps, p, level, flux_init, sigma2, level_var):
+        """photutils PSFPhotometry with the profile; fluxes, variances and metadata.
+
+        ``p`` is the profile on the stamps at the catalogue positions, ``level_var`` the
+        variance of each local level.
+        """
         from photutils.psf import PSFPhotometry, SourceGrouper
 
         # photutils 3.0 caches the class of a group's model by (group size, model class name),
@@ -907,23 +932,18 @@ class PSFPhotometer:
         else:
             x_fit = np.asarray(result["x_fit"], dtype=float)
             y_fit = np.asarray(result["y_fit"], dtype=float)
-        moved = np.where(np.isfinite(x_fit), x_fit, frame.x), np.where(np.isfinite(y_fit),
-                                                                       y_fit, frame.y)
-        p = profile.render(stamps.dx - (moved[0] - frame.x)[:, None, None],
-                           stamps.dy - (moved[1] - frame.y)[:, None, None])
-        p = np.where(stamps.good, p, 0.0)
-        k = MEDIAN_FACTOR if median else 1.0
+            x_fit = np.where(np.isfinite(x_fit), x_fit, frame.x)
+            y_fit = np.where(np.isfinite(y_fit), y_fit, frame.y)
+            p = np.where(stamps.good, profile.render(stamps.dx - (x_fit - frame.x)[:, None, None],
+                                                     stamps.dy - (y_fit - frame.y)[:, None, None]),
+                         0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            level_var = sigma2 * k / np.where(np.asarray(n_sky) > 0, n_sky, np.nan)
-            sum_pp = np.sum(p * p, axis=(1, 2))
-            pixel_var = sigma2[:, None, None] + np.clip(np.nan_to_num(flux), 0, None)[
-                :, None, None] * p
-            variance = (np.sum(p * p * pixel_var, axis=(1, 2)) / sum_pp**2
-                        + (np.sum(p, axis=(1, 2)) / sum_pp) ** 2 * level_var)
+            weights = p / np.sum(p * p, axis=(1, 2))[:, None, None]
+            variance = _weighted_variance(weights, p, flux, sigma2, level_var)
         group_id = np.asarray(result["group_id"])
         ids, counts = np.unique(group_id, return_counts=True)
         groups = [np.flatnonzero(group_id == g) for g in ids[counts > 1]]
-        for m, value in _group_variances(groups, stamps, profile, flux, moved[0], moved[1],
+        for m, value in _group_variances(groups, stamps, profile, flux, x_fit, y_fit,
                                          level_var, sigma2).items():
             variance[m] = value
         variance = np.where(np.isfinite(flux), variance, np.nan)

@@ -1,0 +1,759 @@
+/*
+ * _boxstats: sigma-clipped SExtractor statistics of every box of an image.
+ *
+ * For each box of a grid laid over the image this computes what photutils'
+ * Background2D computes with its default estimators: the valid (unmasked,
+ * finite) pixels are sigma clipped as astropy's SigmaClip does (centre =
+ * median, scale = population standard deviation, bounds median -/+ sigma
+ * std, at most maxiters iterations, stop when no pixel is removed; the
+ * bounds of the last iteration are then applied to all valid pixels, or, for
+ * the corner box that photutils clips with axis=None, the clipped set is the
+ * one left by the iterations), and the clipped set gives
+ *   background = 2.5 median - 1.5 mean  (the median when
+ *                |mean - median| / std >= 0.3, the mean when std = 0),
+ *   rms        = std,   n_good = number of pixels.
+ *
+ * Method. Every clipped set is the set of valid values inside an interval,
+ * so an iteration only needs the count, sum and sum of squares of the values
+ * inside the interval and the values at the two middle ranks. Per box:
+ *
+ *   1. a regular sub-sample (at most 16 x 16 pixels) gives a pivot p (its
+ *      median, a data value) and a rough sigma s;
+ *   2. one pass copies the valid pixels as d = v - p (float64) and
+ *      histograms them (512 bins over p -/+ 4 s, plus under/overflow);
+ *   3. from the histogram, a *core* of bins around the median (+-2.5 robust
+ *      sigma) that no clipping interval is expected to cut, and the *band* of
+ *      bins holding every rank the median can take once the values outside
+ *      the core (the *tails*) are clipped in any way (it moves by at most
+ *      half their number);
+ *   4. a second pass over the copy sums the core values (float64) and
+ *      extracts the tails and the band; the band is sorted;
+ *   5. the iterations run on these: core sums plus a scan of the tails for
+ *      count and sums, the band for the median.
+ *
+ * If an interval cuts into the core the core is narrowed and steps 4-5 are
+ * repeated; if that fails too, or the sub-sample is unusable, all valid
+ * values are sorted and used as tails and band (the same computation without
+ * a core). The result is thus always the direct computation's (up to the
+ * summation order of float64 sums); only the cost depends on the data.
+ *
+ * References: Bertin & Arnouts 1996, A&AS 117, 393 (SExtractor background);
+ * photutils Background2D, SExtractorBackground, StdBackgroundRMS; astropy
+ * SigmaClip.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Regular histogram bins over pivot -/+ HIST_HALF_WIDTH rough sigmas. */
+#define NBINS 512
+#define HIST_HALF_WIDTH 4.0
+/* Half width of the core in robust sigmas. */
+#define CORE_HALF_WIDTH 2.5
+/* At most SUBSAMPLE_SIDE x SUBSAMPLE_SIDE sub-sampled pixels per box. */
+#define SUBSAMPLE_SIDE 8
+/* Fewer valid sub-sampled pixels than this: sort the box. */
+#define MIN_SUBSAMPLE 16
+/* Narrowings of the core before sorting the box. */
+#define MAX_RETRIES 3
+/* A narrowed core stays this fraction of the interval half width inside it. */
+#define RETRY_MARGIN 0.15
+
+enum { OK = 0, CORE_CUT = 1, BAND_MISSED = 2 };
+
+typedef struct {
+    const char *data;           /* pixel (0, 0) */
+    Py_ssize_t stride;          /* bytes between rows */
+    int is_double;              /* float64, else float32 */
+    const unsigned char *mask;  /* NULL or the invalid mask, pixel (0, 0) */
+    Py_ssize_t mask_stride;
+} Image;
+
+typedef struct {
+    Py_ssize_t y0, y1, x0, x1;  /* pixels [y0, y1) x [x0, x1) */
+} Box;
+
+typedef struct {
+    double lo;                  /* value of the lower edge of bin 1 */
+    double inv_width;           /* 1 / bin width */
+} Frame;
+
+typedef struct {
+    double *vals;               /* valid pixels less the pivot */
+    uint16_t *bins;             /* their bins */
+    double *tails;
+    double *band;
+    double sub[SUBSAMPLE_SIDE * SUBSAMPLE_SIDE];
+    Py_ssize_t hist[NBINS + 2]; /* bin 0: below the range, NBINS + 1: above */
+} Scratch;
+
+/* The valid values of a box as core sums, tails and band (relative values). */
+typedef struct {
+    Py_ssize_t core_n;
+    double core_s1, core_s2;
+    double core_lo, core_hi;    /* every core value lies in [core_lo, core_hi] */
+    const double *tails;        /* every valid value outside the core */
+    Py_ssize_t n_tails;
+    const double *band;         /* band[k] has rank band_rank + k among the valid values */
+    Py_ssize_t n_band, band_rank;
+} Split;
+
+typedef struct {
+    Py_ssize_t n;
+    double mean, std, median;
+} SetStats;
+
+/* ------------------------------------------------------------------------ */
+/* Selection and sorting of doubles                                          */
+
+#define SWAP(a, b) do { double t_ = (a); (a) = (b); (b) = t_; } while (0)
+
+/* Rearrange a[0..n) so that a[k] is the k-th smallest, smaller ones before. */
+static double
+select_kth(double *a, Py_ssize_t n, Py_ssize_t k)
+{
+    Py_ssize_t l = 0, m = n - 1;
+    while (l < m) {
+        double x = a[k];
+        Py_ssize_t i = l, j = m;
+        do {
+            while (a[i] < x) i++;
+            while (x < a[j]) j--;
+            if (i <= j) {
+                SWAP(a[i], a[j]);
+                i++;
+                j--;
+            }
+        } while (i <= j);
+        if (j < k) l = i;
+        if (k < i) m = j;
+    }
+    return a[k];
+}
+
+static void
+insertion_sort(double *a, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 1; i < n; i++) {
+        double v = a[i];
+        Py_ssize_t j = i;
+        while (j > 0 && v < a[j - 1]) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = v;
+    }
+}
+
+static void
+sift_down(double *a, Py_ssize_t root, Py_ssize_t n)
+{
+    double v = a[root];
+    for (;;) {
+        Py_ssize_t child = 2 * root + 1;
+        if (child >= n) break;
+        if (child + 1 < n && a[child] < a[child + 1]) child++;
+        if (!(v < a[child])) break;
+        a[root] = a[child];
+        root = child;
+    }
+    a[root] = v;
+}
+
+static void
+heap_sort(double *a, Py_ssize_t n)
+{
+    for (Py_ssize_t i = n / 2 - 1; i >= 0; i--) sift_down(a, i, n);
+    for (Py_ssize_t i = n - 1; i > 0; i--) {
+        SWAP(a[0], a[i]);
+        sift_down(a, 0, i);
+    }
+}
+
+/* Introsort: median-of-three quicksort, heap sort past the depth limit. */
+static void
+introsort(double *a, Py_ssize_t n, int depth)
+{
+    while (n > 16) {
+        if (depth-- <= 0) {
+            heap_sort(a, n);
+            return;
+        }
+        Py_ssize_t mid = n / 2, i = 0, j = n - 1;
+        if (a[mid] < a[0]) SWAP(a[mid], a[0]);
+        if (a[n - 1] < a[mid]) {
+            SWAP(a[n - 1], a[mid]);
+            if (a[mid] < a[0]) SWAP(a[mid], a[0]);
+        }
+        double x = a[mid];      /* a[0] <= x <= a[n - 1] are sentinels */
+        for (;;) {
+            do i++; while (a[i] < x);
+            do j--; while (x < a[j]);
+            if (i >= j) break;
+            SWAP(a[i], a[j]);
+        }
+        Py_ssize_t left = j + 1;    /* a[0..j] <= x <= a[j+1..n) */
+        if (left < n - left) {
+            introsort(a, left, depth);
+            a += left;
+            n -= left;
+        }
+        else {
+            introsort(a + left, n - left, depth);
+            n = left;
+        }
+    }
+    insertion_sort(a, n);
+}
+
+static void
+sort_doubles(double *a, Py_ssize_t n)
+{
+    int depth = 0;
+    for (Py_ssize_t m = n; m > 1; m >>= 1) depth += 2;
+    introsort(a, n, depth);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Passes over the pixels                                                    */
+
+static inline int
+bin_of(double d, const Frame *f)
+{
+    double t = (d - f->lo) * f->inv_width;
+    t = t < -1.0 ? -1.0 : t;
+    t = t > NBINS ? NBINS : t;
+    return (int)(t + 1.0);
+}
+
+/* Valid pixels of the sub-sample grid; returns their number. */
+#define DEFINE_SUBSAMPLE(NAME, TYPE)                                          \
+static Py_ssize_t                                                             \
+NAME(const Image *im, const Box *b, double *out)                              \
+{                                                                             \
+    Py_ssize_t sy = (b->y1 - b->y0 + SUBSAMPLE_SIDE - 1) / SUBSAMPLE_SIDE;    \
+    Py_ssize_t sx = (b->x1 - b->x0 + SUBSAMPLE_SIDE - 1) / SUBSAMPLE_SIDE;    \
+    Py_ssize_t n = 0;                                                         \
+    for (Py_ssize_t y = b->y0 + sy / 2; y < b->y1; y += sy) {                 \
+        const TYPE *row = (const TYPE *)(im->data + y * im->stride);         \
+        const unsigned char *mrow = im->mask ? im->mask + y * im->mask_stride \
+                                             : NULL;                          \
+        for (Py_ssize_t x = b->x0 + sx / 2; x < b->x1; x += sx) {             \
+            double v = (double)row[x];                                        \
+            if ((mrow == NULL || !mrow[x]) && isfinite(v)) out[n++] = v;      \
+        }                                                                     \
+    }                                                                         \
+    return n;                                                                 \
+}
+
+/* Bin of every pixel of a row segment, and the values less the pivot;
+ * returns the number of non-finite values (whose outputs are meaningless).
+ * Branch-free, so that the compiler vectorises it. */
+#define DEFINE_CONVERT(NAME, TYPE)                                            \
+static Py_ssize_t                                                             \
+NAME(const TYPE *row, Py_ssize_t w, double pivot, const Frame *f,             \
+     double *vals, uint16_t *bins)                                            \
+{                                                                             \
+    Py_ssize_t bad = 0;                                                       \
+    for (Py_ssize_t x = 0; x < w; x++) {                                      \
+        double d = (double)row[x] - pivot;                                    \
+        double t = (d - f->lo) * f->inv_width;                                \
+        bad += !(d - d == 0.0);                                               \
+        t = t >= -1.0 ? t : -1.0;       /* NaN -> -1 */                       \
+        t = t <= NBINS ? t : NBINS;                                           \
+        vals[x] = d;                                                          \
+        bins[x] = (uint16_t)(int)(t + 1.0);                                   \
+    }                                                                         \
+    return bad;                                                               \
+}
+
+/* Pass 1: copy the valid pixels less the pivot, bin and histogram them;
+ * returns their number and adds the unmasked non-finite ones to *nonfinite. */
+#define DEFINE_GATHER(NAME, CONVERT, TYPE)                                    \
+static Py_ssize_t                                                             \
+NAME(const Image *im, const Box *b, double pivot, const Frame *f,            \
+     Scratch *s, Py_ssize_t *nonfinite)                                       \
+{                                                                             \
+    Py_ssize_t n = 0, w = b->x1 - b->x0;                                      \
+    for (Py_ssize_t y = b->y0; y < b->y1; y++) {                              \
+        const TYPE *row = (const TYPE *)(im->data + y * im->stride) + b->x0; \
+        const unsigned char *mrow = im->mask == NULL ? NULL                   \
+            : im->mask + y * im->mask_stride + b->x0;                         \
+        if ((mrow == NULL || !any_set(mrow, w))                               \
+                && CONVERT(row, w, pivot, f, s->vals + n, s->bins + n) == 0) {\
+            for (Py_ssize_t x = 0; x < w; x++) s->hist[s->bins[n + x]]++;     \
+            n += w;                                                           \
+            continue;                                                         \
+        }                                                                     \
+        for (Py_ssize_t x = 0; x < w; x++) {                                  \
+            double d = (double)row[x] - pivot;                                \
+            if (mrow != NULL && mrow[x]) continue;                            \
+            if (!isfinite(d)) {                                               \
+                (*nonfinite)++;                                               \
+                continue;                                                     \
+            }                                                                 \
+            int k = bin_of(d, f);                                             \
+            s->vals[n] = d;                                                   \
+            s->bins[n] = (uint16_t)k;                                         \
+            s->hist[k]++;                                                     \
+            n++;                                                              \
+        }                                                                     \
+    }                                                                         \
+    return n;                                                                 \
+}
+
+/* Whether any of the w bytes is non-zero. */
+static int
+any_set(const unsigned char *m, Py_ssize_t w)
+{
+    unsigned char acc = 0;
+    for (Py_ssize_t x = 0; x < w; x++) acc |= m[x];
+    return acc != 0;
+}
+
+DEFINE_SUBSAMPLE(subsample_f32, float)
+DEFINE_SUBSAMPLE(subsample_f64, double)
+DEFINE_CONVERT(convert_f32, float)
+DEFINE_CONVERT(convert_f64, double)
+DEFINE_GATHER(gather_f32, convert_f32, float)
+DEFINE_GATHER(gather_f64, convert_f64, double)
+
+/* ------------------------------------------------------------------------ */
+/* Splits                                                                    */
+
+/* Pass 2: core = bins [c0, c1] (empty if c1 < c0); band = the bins holding
+ * every rank the median can take when tails are clipped. */
+static void
+split_binned(Scratch *s, Py_ssize_t n, int c0, int c1, const Frame *f, Split *sp)
+{
+    const Py_ssize_t *hist = s->hist;
+    Py_ssize_t n_core = 0;
+    for (int k = c0; k <= c1; k++) n_core += hist[k];
+    Py_ssize_t n_tails = n - n_core;
+    Py_ssize_t r_lo = (n - n_tails - 1) / 2;     /* 0 when the core is empty */
+    Py_ssize_t r_hi = (n + n_tails) / 2;
+    if (r_hi > n - 1) r_hi = n - 1;
+    Py_ssize_t cum = 0;
+    int k = 0;
+    while (cum + hist[k] <= r_lo) cum += hist[k++];
+    int b0 = k;
+    Py_ssize_t below = cum;
+    while (cum + hist[k] <= r_hi) cum += hist[k++];
+    int b1 = k;
+
+    const double *vals = s->vals;
+    const uint16_t *bins = s->bins;
+    double *tails = s->tails, *band = s->band;
+    double s1a = 0.0, s1b = 0.0, s2a = 0.0, s2b = 0.0;
+    Py_ssize_t nt = 0, nb = 0, i = 0;
+    for (; i + 1 < n; i += 2) {
+        double d0 = vals[i], d1 = vals[i + 1];
+        int k0 = bins[i], k1 = bins[i + 1];
+        int core0 = (k0 >= c0) & (k0 <= c1), core1 = (k1 >= c0) & (k1 <= c1);
+        double e0 = core0 ? d0 : 0.0, e1 = core1 ? d1 : 0.0;
+        s1a += e0;
+        s2a += e0 * e0;
+        s1b += e1;
+        s2b += e1 * e1;
+        tails[nt] = d0;
+        nt += !core0;
+        tails[nt] = d1;
+        nt += !core1;
+        band[nb] = d0;
+        nb += (k0 >= b0) & (k0 <= b1);
+        band[nb] = d1;
+        nb += (k1 >= b0) & (k1 <= b1);
+    }
+    for (; i < n; i++) {
+        double d = vals[i];
+        int kk = bins[i];
+        int core = (kk >= c0) & (kk <= c1);
+        double e = core ? d : 0.0;
+        s1a += e;
+        s2a += e * e;
+        tails[nt] = d;
+        nt += !core;
+        band[nb] = d;
+        nb += (kk >= b0) & (kk <= b1);
+    }
+    sort_doubles(band, nb);
+    double width = 1.0 / f->inv_width;
+    sp->core_n = n - nt;
+    sp->core_s1 = s1a + s1b;
+    sp->core_s2 = s2a + s2b;
+    /* Half a bin of margin covers the rounding of the bin computation. */
+    sp->core_lo = c1 < c0 ? INFINITY : f->lo + (c0 - 1.5) * width;
+    sp->core_hi = c1 < c0 ? -INFINITY : f->lo + (c1 + 0.5) * width;
+    sp->tails = tails;
+    sp->n_tails = nt;
+    sp->band = band;
+    sp->n_band = nb;
+    sp->band_rank = below;
+}
+
+/* No core: every valid value is a tail, the band is all values sorted. The
+ * values are re-centred on their median (returned, to add to the pivot). */
+static double
+split_sorted(Scratch *s, Py_ssize_t n, Split *sp)
+{
+    memcpy(s->band, s->vals, n * sizeof(double));
+    sort_doubles(s->band, n);
+    double centre = s->band[(n - 1) / 2];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        s->band[i] -= centre;
+        s->vals[i] -= centre;
+    }
+    sp->core_n = 0;
+    sp->core_s1 = sp->core_s2 = 0.0;
+    sp->core_lo = INFINITY;
+    sp->core_hi = -INFINITY;
+    sp->tails = s->vals;
+    sp->n_tails = n;
+    sp->band = s->band;
+    sp->n_band = n;
+    sp->band_rank = 0;
+    return centre;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Clipping                                                                  */
+
+/* Statistics of the valid values in [lo, hi]. */
+static int
+set_stats(const Split *sp, double lo, double hi, SetStats *out)
+{
+    if (lo > sp->core_lo || hi < sp->core_hi) return CORE_CUT;
+    Py_ssize_t n = sp->core_n, below = 0;
+    double s1 = sp->core_s1, s2 = sp->core_s2;
+    const double *t = sp->tails;
+    for (Py_ssize_t i = 0; i < sp->n_tails; i++) {
+        double v = t[i];
+        int in = (v >= lo) & (v <= hi);
+        double e = in ? v : 0.0;
+        n += in;
+        below += v < lo;
+        s1 += e;
+        s2 += e * e;
+    }
+    out->n = n;
+    if (n == 0) {
+        out->mean = out->std = out->median = NAN;
+        return OK;
+    }
+    Py_ssize_t r0 = below + (n - 1) / 2 - sp->band_rank;
+    Py_ssize_t r1 = below + n / 2 - sp->band_rank;
+    if (r0 < 0 || r1 >= sp->n_band) return BAND_MISSED;
+    out->median = 0.5 * (sp->band[r0] + sp->band[r1]);
+    out->mean = s1 / n;
+    double var = s2 / n - out->mean * out->mean;
+    out->std = var > 0.0 ? sqrt(var) : 0.0;
+    return OK;
+}
+
+/* Sigma clip as astropy's SigmaClip (see the top of the file). On CORE_CUT,
+ * (*cut_lo, *cut_hi) is the interval that cut the core. */
+static int
+sigma_clip(const Split *sp, double sigma, int maxiters, int intersect,
+           SetStats *out, double *cut_lo, double *cut_hi)
+{
+    SetStats cur, next;
+    double lo = -INFINITY, hi = INFINITY, last_lo = lo, last_hi = hi;
+    int status = set_stats(sp, lo, hi, &cur);
+    if (status != OK) return status;
+    for (int it = 0; it < maxiters && cur.n > 0;) {
+        last_lo = cur.median - sigma * cur.std;
+        last_hi = cur.median + sigma * cur.std;
+        if (last_lo > lo) lo = last_lo;
+        if (last_hi < hi) hi = last_hi;
+        status = set_stats(sp, lo, hi, &next);
+        if (status != OK) {
+            *cut_lo = lo;
+            *cut_hi = hi;
+            return status;
+        }
+        int converged = next.n == cur.n || next.n == 0;
+        cur = next;
+        it++;
+        if (converged) break;
+    }
+    if (intersect || (last_lo == lo && last_hi == hi)) {
+        *out = cur;
+        return OK;
+    }
+    status = set_stats(sp, last_lo, last_hi, out);
+    if (status == CORE_CUT) {
+        *cut_lo = last_lo;
+        *cut_hi = last_hi;
+    }
+    return status;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One box                                                                   */
+
+/* Bins holding ranks r0 <= r1 <= r2. */
+static void
+quantile_bins(const Py_ssize_t *hist, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t r2,
+              int *k0, int *k1, int *k2)
+{
+    Py_ssize_t cum = 0;
+    int k = 0;
+    while (cum + hist[k] <= r0) cum += hist[k++];
+    *k0 = k;
+    while (cum + hist[k] <= r1) cum += hist[k++];
+    *k1 = k;
+    while (cum + hist[k] <= r2) cum += hist[k++];
+    *k2 = k;
+}
+
+/* Bin position (in units of bins, bin k covering [k - 1, k)) of a value. */
+static double
+bin_coordinate(double d, const Frame *f)
+{
+    double t = (d - f->lo) * f->inv_width;
+    return t < -2.0 ? -2.0 : (t > NBINS + 2.0 ? NBINS + 2.0 : t);
+}
+
+/* Returns 1 if the box had to be fully sorted. */
+static int
+box_stats(const Image *im, const Box *b, double sigma, int maxiters, int intersect,
+          Scratch *s, double *bkg, double *rms, int64_t *n_good, Py_ssize_t *nonfinite)
+{
+    Py_ssize_t ns = im->is_double ? subsample_f64(im, b, s->sub)
+                                  : subsample_f32(im, b, s->sub);
+    double pivot = 0.0, spread = 0.0;
+    if (ns >= MIN_SUBSAMPLE) {
+        Py_ssize_t mid = (ns - 1) / 2;
+        pivot = select_kth(s->sub, ns, mid);
+        double q16 = select_kth(s->sub, mid, (Py_ssize_t)(0.1587 * (ns - 1)));
+        double q84 = select_kth(s->sub + mid, ns - mid,
+                                (Py_ssize_t)(0.8413 * (ns - 1)) - mid);
+        spread = 0.5 * (q84 - q16);
+        if (!(spread > 0.0)) {      /* quantised data: use the full range */
+            double lo = s->sub[0], hi = s->sub[0];
+            for (Py_ssize_t i = 1; i < ns; i++) {
+                lo = s->sub[i] < lo ? s->sub[i] : lo;
+                hi = s->sub[i] > hi ? s->sub[i] : hi;
+            }
+            spread = (hi - lo) / 8.0;
+        }
+    }
+    int use_bins = spread > 0.0 && isfinite(spread);
+    Frame f = {-HIST_HALF_WIDTH * spread, NBINS / (2.0 * HIST_HALF_WIDTH * spread)};
+    if (!use_bins) {
+        f.lo = 0.0;
+        f.inv_width = 0.0;
+    }
+    memset(s->hist, 0, sizeof(s->hist));
+    Py_ssize_t n = im->is_double ? gather_f64(im, b, pivot, &f, s, nonfinite)
+                                 : gather_f32(im, b, pivot, &f, s, nonfinite);
+    if (n == 0) {
+        *bkg = *rms = NAN;
+        *n_good = 0;
+        return 0;
+    }
+
+    Split sp;
+    SetStats st;
+    double cut_lo, cut_hi;
+    int status = BAND_MISSED, sorted = 0;
+    if (use_bins) {
+        int k16, k50, k84;
+        quantile_bins(s->hist, (Py_ssize_t)(0.1587 * (n - 1)), (n - 1) / 2,
+                      (Py_ssize_t)(0.8413 * (n - 1)), &k16, &k50, &k84);
+        double half = CORE_HALF_WIDTH * 0.5 * (k84 - k16), centre = k50 - 0.5;
+        int c0 = (int)ceil(centre - half) + 1, c1 = (int)floor(centre + half);
+        for (int attempt = 0; attempt <= MAX_RETRIES; attempt++) {
+            c0 = c0 < 1 ? 1 : c0;
+            c1 = c1 > NBINS ? NBINS : c1;
+            if (c1 < c0) break;
+            split_binned(s, n, c0, c1, &f, &sp);
+            status = sigma_clip(&sp, sigma, maxiters, intersect, &st, &cut_lo, &cut_hi);
+            if (status != CORE_CUT) break;
+            double margin = RETRY_MARGIN * 0.5 * (cut_hi - cut_lo);
+            int n0 = (int)ceil(bin_coordinate(cut_lo + margin, &f) + 1.5);
+            int n1 = (int)floor(bin_coordinate(cut_hi - margin, &f) - 0.5);
+            c0 = n0 > c0 ? n0 : c0;
+            c1 = n1 < c1 ? n1 : c1;
+        }
+    }
+    if (status != OK) {
+        pivot += split_sorted(s, n, &sp);
+        sigma_clip(&sp, sigma, maxiters, intersect, &st, &cut_lo, &cut_hi);
+        sorted = 1;
+    }
+
+    *n_good = st.n;
+    if (st.n == 0) {
+        *bkg = *rms = NAN;
+        return sorted;
+    }
+    double value;
+    if (st.std == 0.0) value = st.mean;
+    else if (fabs(st.mean - st.median) / st.std >= 0.3) value = st.median;
+    else value = 2.5 * st.median - 1.5 * st.mean;
+    *bkg = pivot + value;
+    *rms = st.std;
+    return sorted;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Python interface                                                          */
+
+static int
+format_is(const Py_buffer *view, const char *codes)
+{
+    const char *fmt = view->format ? view->format : "B";
+    if (fmt[0] == '@' || fmt[0] == '=') fmt++;
+#if PY_LITTLE_ENDIAN
+    if (fmt[0] == '<') fmt++;
+#else
+    if (fmt[0] == '>' || fmt[0] == '!') fmt++;
+#endif
+    return fmt[0] != '\0' && fmt[1] == '\0' && strchr(codes, fmt[0]) != NULL;
+}
+
+static int
+get_output(PyObject *obj, Py_buffer *view, const char *codes, Py_ssize_t count,
+           const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    if (view->itemsize != 8 || !format_is(view, codes) || view->len != count * 8) {
+        PyErr_Format(PyExc_ValueError, "%s must be a contiguous 8-byte array of %zd values",
+                     name, count);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(box_statistics_doc,
+"box_statistics(data, invalid, box_y, box_x, sigma, maxiters, background, rms, n_good)\n"
+"--\n\n"
+"Sigma-clipped SExtractor background, rms and pixel count of every box.\n\n"
+"data: 2-D float32 or float64 array, rows contiguous; invalid: None or a\n"
+"bool array of the same shape (True = ignore); boxes of box_y x box_x\n"
+"pixels from (0, 0), partial ones at the far edges; the corner box (partial\n"
+"on both axes) keeps the set left by the iterations, as photutils.\n"
+"background, rms (float64) and n_good (int64) are C-contiguous outputs of\n"
+"ceil(ny / box_y) * ceil(nx / box_x) values (NaN, NaN, 0 for a box without\n"
+"valid pixels). Returns (number of unmasked non-finite pixels, number of\n"
+"boxes that had to be fully sorted).");
+
+static PyObject *
+box_statistics(PyObject *self, PyObject *args)
+{
+    PyObject *data_obj, *mask_obj, *bkg_obj, *rms_obj, *n_obj;
+    Py_ssize_t by, bx;
+    double sigma;
+    int maxiters;
+    if (!PyArg_ParseTuple(args, "OOnndiOOO:box_statistics", &data_obj, &mask_obj, &by, &bx,
+                          &sigma, &maxiters, &bkg_obj, &rms_obj, &n_obj))
+        return NULL;
+    if (by < 1 || bx < 1 || maxiters < 1 || !(sigma > 0.0)) {
+        PyErr_SetString(PyExc_ValueError, "box sizes, maxiters and sigma must be positive");
+        return NULL;
+    }
+    Py_buffer data, mask = {0}, bkg_view = {0}, rms_view = {0}, n_view = {0};
+    if (PyObject_GetBuffer(data_obj, &data, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
+    PyObject *result = NULL;
+    Scratch *s = NULL;
+    int have_mask = mask_obj != Py_None;
+    if (data.ndim != 2 || data.strides[1] != data.itemsize
+            || !((data.itemsize == 4 && format_is(&data, "f"))
+                 || (data.itemsize == 8 && format_is(&data, "d")))) {
+        PyErr_SetString(PyExc_ValueError,
+                        "data must be a 2-D float32 or float64 array with contiguous rows");
+        goto done;
+    }
+    Py_ssize_t ny = data.shape[0], nx = data.shape[1];
+    if (have_mask) {
+        if (PyObject_GetBuffer(mask_obj, &mask, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
+            have_mask = 0;
+            goto done;
+        }
+        if (mask.ndim != 2 || mask.shape[0] != ny || mask.shape[1] != nx
+                || mask.itemsize != 1 || mask.strides[1] != 1 || !format_is(&mask, "?Bb")) {
+            PyErr_SetString(PyExc_ValueError,
+                            "invalid must be a boolean array of the data shape");
+            goto done;
+        }
+    }
+    Py_ssize_t my = (ny + by - 1) / by, mx = (nx + bx - 1) / bx;
+    if (get_output(bkg_obj, &bkg_view, "d", my * mx, "background") < 0) goto done;
+    if (get_output(rms_obj, &rms_view, "d", my * mx, "rms") < 0) goto done;
+    if (get_output(n_obj, &n_view, "lq", my * mx, "n_good") < 0) goto done;
+
+    Py_ssize_t npix = by * bx;
+    s = PyMem_RawCalloc(1, sizeof(Scratch));
+    if (s != NULL) {
+        s->vals = PyMem_RawMalloc(npix * sizeof(double));
+        s->tails = PyMem_RawMalloc(npix * sizeof(double));
+        s->band = PyMem_RawMalloc(npix * sizeof(double));
+        s->bins = PyMem_RawMalloc(npix * sizeof(uint16_t));
+    }
+    if (s == NULL || !s->vals || !s->tails || !s->band || !s->bins) {
+        PyErr_NoMemory();
+        goto done;
+    }
+
+    Image im = {(const char *)data.buf, data.strides[0], data.itemsize == 8,
+                have_mask ? (const unsigned char *)mask.buf : NULL,
+                have_mask ? mask.strides[0] : 0};
+    double *bkg = bkg_view.buf, *rms = rms_view.buf;
+    int64_t *n_good = n_view.buf;
+    Py_ssize_t nonfinite = 0, n_sorted = 0;
+    int corner = ny % by != 0 && nx % bx != 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t iy = 0; iy < my; iy++) {
+        for (Py_ssize_t ix = 0; ix < mx; ix++) {
+            Box b = {iy * by, (iy + 1) * by < ny ? (iy + 1) * by : ny,
+                     ix * bx, (ix + 1) * bx < nx ? (ix + 1) * bx : nx};
+            Py_ssize_t cell = iy * mx + ix;
+            int intersect = corner && iy == my - 1 && ix == mx - 1;
+            n_sorted += box_stats(&im, &b, sigma, maxiters, intersect, s, bkg + cell,
+                                  rms + cell, n_good + cell, &nonfinite);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_BuildValue("nn", nonfinite, n_sorted);
+
+done:
+    if (s != NULL) {
+        PyMem_RawFree(s->vals);
+        PyMem_RawFree(s->tails);
+        PyMem_RawFree(s->band);
+        PyMem_RawFree(s->bins);
+        PyMem_RawFree(s);
+    }
+    if (n_view.obj) PyBuffer_Release(&n_view);
+    if (rms_view.obj) PyBuffer_Release(&rms_view);
+    if (bkg_view.obj) PyBuffer_Release(&bkg_view);
+    if (have_mask) PyBuffer_Release(&mask);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"box_statistics", box_statistics, METH_VARARGS, box_statistics_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_boxstats",
+    "Sigma-clipped SExtractor statistics of the boxes of an image (C kernel of "
+    "opticam_like.background.clipping).",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__boxstats(void)
+{
+    return PyModule_Create(&module);
+}
