@@ -15,10 +15,10 @@ import warnings
 import numpy as np
 from astropy.coordinates import Angle
 from astropy.io import fits
-from astropy.time import Time
 import astropy.units as u
 
 from .instruments import load_profile
+from .timing import mid_exposure, parse_times
 
 __all__ = ["FrameInfo", "Frame", "FrameError", "read_header", "read_frame", "FITS_SUFFIXES",
            "is_fits_file", "parse_binning", "open_fits", "image_hdu"]
@@ -88,7 +88,7 @@ class FrameInfo:
     exposure: float
     dark_current: float
     saturation: float
-    time: Time
+    time: object
     time_keyword: str
     ra: float
     dec: float
@@ -195,9 +195,8 @@ def _parse_time(header, profile, path):
         text = "T".join(values)
         try:
             if fmt:
-                return Time(float(values[0]), format=fmt, scale=profile.time_scale), entry
-            return Time(text.replace(" ", "T", 1) if len(keys) == 1 else text,
-                        scale=profile.time_scale, precision=6), entry
+                return parse_times(float(values[0]), fmt=fmt, scale=profile.time_scale), entry
+            return parse_times(text, scale=profile.time_scale), entry
         except (ValueError, TypeError):
             raise FrameError(path, f"cannot parse time keyword {entry} = {text!r}",
                              keyword=entry) from None
@@ -233,8 +232,6 @@ def _header_info(header, shape, path, profile):
         raise FrameError(path, f"keyword {binning_key} is not a binning: {binning!r}",
                          keyword=binning_key) from None
     stamp, time_key = _parse_time(header, profile, path)
-    half = numbers["exposure"] / 2 * u.s
-    offset = {"start": half, "mid": 0 * u.s, "end": -half}[profile.time_reference]
     _, ra = _lookup(header, profile, "ra")
     _, dec = _lookup(header, profile, "dec")
     return FrameInfo(
@@ -248,7 +245,7 @@ def _header_info(header, shape, path, profile):
         exposure=numbers["exposure"],
         dark_current=0.0 if math.isnan(numbers["dark_current"]) else numbers["dark_current"],
         saturation=math.inf if math.isnan(numbers["saturation"]) else numbers["saturation"],
-        time=stamp + offset,
+        time=mid_exposure(stamp, numbers["exposure"], profile.time_reference),
         time_keyword=time_key,
         ra=_parse_angle(ra, u.hourangle),
         dec=_parse_angle(dec, u.deg),

@@ -38,7 +38,7 @@ from .parallel import FrameFailure, WorkerPool
 from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
 from .plots import reduction as plots
-from .scan import ReductionError, scan_frames
+from .scan import ReductionError, acquisition_order, scan_frames
 from .stages import FrameItem, PassContext, catalog_frame, detect_frame, photometry_frame
 from .timing import barycentric_times, get_site, time_flags
 
@@ -419,7 +419,7 @@ class Reducer:
             self._log_timings(f"photometry pass {name}", timings)
             self._reject([r for r in rows if isinstance(r, FrameFailure)])
             times, time_name = self._times(infos)
-            frame_flags = not_aligned | time_flags(Time([i.time for i in infos]))
+            frame_flags = not_aligned | _time_flags(infos)
             for photometer in photometers:
                 table = photometry_table(photometer.name, [Path(i.path).name for i in infos],
                                          times, time_name, [i.exposure for i in infos], rows,
@@ -573,6 +573,15 @@ def _site_echo(site):
         lon, lat, height = site.geodetic
         return {"lon": float(lon.deg), "lat": float(lat.deg), "height": float(height.to_value("m"))}
     return {"lon": site[0], "lat": site[1], "height": site[2]}
+
+
+def _time_flags(infos):
+    """BAD_TIME flags of frames (in time order) whose stamps go backwards or repeat in
+    acquisition order."""
+    order = acquisition_order(infos)
+    flags = np.zeros(len(infos), dtype=np.int32)
+    flags[order] = time_flags(Time([infos[i].time for i in order]))
+    return flags
 
 
 def _header_target(infos):

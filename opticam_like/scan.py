@@ -8,6 +8,7 @@ whole set (no frames, mixed binning) stop the run at once with :class:`Reduction
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+import re
 
 import numpy as np
 from astropy.table import Table
@@ -16,7 +17,8 @@ from astropy.time import Time
 from .frames import FrameError, is_fits_file, read_header
 from .parallel import FrameFailure
 
-__all__ = ["ScanResult", "ReductionError", "find_frames", "scan_frames", "group_key"]
+__all__ = ["ScanResult", "ReductionError", "find_frames", "scan_frames", "group_key",
+           "acquisition_order"]
 
 #: Image types (``IMAGETYP``) that are not science frames.
 CALIBRATION_TYPES = ("bias", "zero", "dark", "flat", "flatfield", "sky flat", "dome flat",
@@ -170,6 +172,26 @@ def scan_frames(directories, profile, pool=None):
                          key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order),
                                          kv[0])))
     return ScanResult(groups=groups, rejected=rejected, warnings=warnings)
+
+
+def acquisition_order(infos):
+    """Indices that put frames in acquisition order: natural sort of their file names.
+
+    Frames are reduced in time order; comparing with the order in which the camera wrote them
+    (the sequence number in the file name) is what reveals time stamps that go backwards.
+
+    Parameters
+    ----------
+    infos : list of FrameInfo
+
+    Returns
+    -------
+    list of int
+    """
+    def key(index):
+        name = Path(infos[index].path).name
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    return sorted(range(len(infos)), key=key)
 
 
 def _scan_one(path, profile, timer):

@@ -67,3 +67,25 @@ def test_unknown_filter_and_gap_warnings(tmp_path):
     text = " ".join(result.warnings)
     assert "unknown filter 'Halpha'" in text
     assert "1 time gaps" in text and "7.0 s" in text
+
+
+def test_acquisition_order_reveals_backward_time_stamps(tmp_path):
+    from astropy.time import Time
+    from opticam_like.flags import PhotFlag
+    from opticam_like.reducer import _time_flags
+    from opticam_like.scan import acquisition_order
+    folder = tmp_path / "data"
+    folder.mkdir()
+    seconds = [0, 1, 2, 3, 2.5, 5, 6, 6, 8]  # frame 4 jumps back, frame 7 repeats frame 6
+    for i, second in enumerate(seconds):
+        write_opticam_frame(folder / f"run_{i + 1}.fits",
+                            GPSTIME=f"2024-01-01 00:00:0{int(second)}.{int(second % 1 * 1e6):06d}")
+    write_opticam_frame(folder / "run_10.fits", GPSTIME="2024-01-01 00:00:09.000000")
+    infos = scan_frames([folder], load_profile("opticam")).groups["g"]
+    names = [i.path.split("/")[-1] for i in infos]
+    assert [names[i] for i in acquisition_order(infos)] == [f"run_{i}.fits" for i in range(1, 11)]
+    flags = dict(zip(names, _time_flags(infos)))
+    assert flags["run_5.fits"] == PhotFlag.BAD_TIME
+    assert flags["run_8.fits"] == PhotFlag.BAD_TIME or flags["run_7.fits"] == PhotFlag.BAD_TIME
+    assert sum(1 for v in flags.values() if v) == 2
+    assert Time([i.time for i in infos]).argsort().tolist() == list(range(10))

@@ -15,27 +15,29 @@
  *
  * Method. Every clipped set is the set of valid values inside an interval,
  * so an iteration only needs the count, sum and sum of squares of the values
- * inside the interval and the values at the two middle ranks. Per box:
+ * inside the interval and the values at its two middle ranks. Per box:
  *
- *   1. a regular sub-sample (at most 16 x 16 pixels) gives a pivot p (its
+ *   1. a regular sub-sample (at most 8 x 8 pixels) gives a pivot p (its
  *      median, a data value) and a rough sigma s;
- *   2. one pass copies the valid pixels as d = v - p (float64) and
- *      histograms them (512 bins over p -/+ 4 s, plus under/overflow);
- *   3. from the histogram, a *core* of bins around the median (+-2.5 robust
+ *   2. pass 1 bins every valid pixel by d = v - p (512 bins over -/+ 4 s,
+ *      plus under- and overflow), histograms the bins and sums d and d**2
+ *      (float64, d clamped to -/+ 4 s);
+ *   3. from the histogram: a *core* of bins around the median (-/+ 2.5 robust
  *      sigma) that no clipping interval is expected to cut, and the *band* of
- *      bins holding every rank the median can take once the values outside
- *      the core (the *tails*) are clipped in any way (it moves by at most
- *      half their number);
- *   4. a second pass over the copy sums the core values (float64) and
- *      extracts the tails and the band; the band is sorted;
+ *      bins that holds every rank the median can take once any of the values
+ *      outside the core (the *tails*) are clipped (it moves by at most half
+ *      their number);
+ *   4. pass 2 extracts the tails, and the band values grouped by bin; the
+ *      core sums are the clamped sums less the tails';
  *   5. the iterations run on these: core sums plus a scan of the tails for
- *      count and sums, the band for the median.
+ *      the count and sums, the band for the median (a bin of the band is
+ *      sorted when a median first falls in it).
  *
- * If an interval cuts into the core the core is narrowed and steps 4-5 are
- * repeated; if that fails too, or the sub-sample is unusable, all valid
- * values are sorted and used as tails and band (the same computation without
- * a core). The result is thus always the direct computation's (up to the
- * summation order of float64 sums); only the cost depends on the data.
+ * If an interval cuts into the core, the core is narrowed and steps 4-5 are
+ * repeated; after a few failures, or when the sub-sample is unusable, every
+ * valid value is a tail and the band (the same computation without a core).
+ * The result is always the direct computation's, up to the summation order
+ * of the float64 sums; only the cost depends on the data.
  *
  * References: Bertin & Arnouts 1996, A&AS 117, 393 (SExtractor background);
  * photutils Background2D, SExtractorBackground, StdBackgroundRMS; astropy
@@ -50,19 +52,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Regular histogram bins over pivot -/+ HIST_HALF_WIDTH rough sigmas. */
+/* Regular histogram bins over pivot -/+ HIST_HALF_WIDTH rough sigmas; bin 0
+ * is below, NBINS + 1 above, INVALID_BIN holds masked and non-finite pixels. */
 #define NBINS 512
+#define INVALID_BIN (NBINS + 2)
 #define HIST_HALF_WIDTH 4.0
 /* Half width of the core in robust sigmas. */
 #define CORE_HALF_WIDTH 2.5
 /* At most SUBSAMPLE_SIDE x SUBSAMPLE_SIDE sub-sampled pixels per box. */
 #define SUBSAMPLE_SIDE 8
-/* Fewer valid sub-sampled pixels than this: sort the box. */
+/* Fewer valid sub-sampled pixels than this: no core. */
 #define MIN_SUBSAMPLE 16
-/* Narrowings of the core before sorting the box. */
+/* Narrowings of the core before doing without one. */
 #define MAX_RETRIES 3
 /* A narrowed core stays this fraction of the interval half width inside it. */
 #define RETRY_MARGIN 0.15
+/* Bin kinds. */
+#define TAIL 1
+#define BAND 2
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
 
 enum { OK = 0, CORE_CUT = 1, BAND_MISSED = 2 };
 
@@ -81,15 +94,19 @@ typedef struct {
 typedef struct {
     double lo;                  /* value of the lower edge of bin 1 */
     double inv_width;           /* 1 / bin width */
+    double radius;              /* sums clamp d to [-radius, radius] */
 } Frame;
 
 typedef struct {
-    double *vals;               /* valid pixels less the pivot */
-    uint16_t *bins;             /* their bins */
-    double *tails;
-    double *band;
+    uint16_t *bins;             /* bin of every pixel of the box, row by row */
+    double *tails, *band;       /* one spare slot each */
+    unsigned char *zeros;       /* the mask row of an unmasked image */
     double sub[SUBSAMPLE_SIDE * SUBSAMPLE_SIDE];
-    Py_ssize_t hist[NBINS + 2]; /* bin 0: below the range, NBINS + 1: above */
+    Py_ssize_t hist[NBINS + 3];
+    Py_ssize_t slot[NBINS + 3]; /* next band position of each band bin */
+    Py_ssize_t bucket_end[NBINS + 3];
+    unsigned char kind[NBINS + 3];
+    unsigned char bucket_sorted[NBINS + 3];
 } Scratch;
 
 /* The valid values of a box as core sums, tails and band (relative values). */
@@ -99,8 +116,12 @@ typedef struct {
     double core_lo, core_hi;    /* every core value lies in [core_lo, core_hi] */
     const double *tails;        /* every valid value outside the core */
     Py_ssize_t n_tails;
-    const double *band;         /* band[k] has rank band_rank + k among the valid values */
-    Py_ssize_t n_band, band_rank;
+    double *band;               /* in rank order once the buckets are sorted: */
+    Py_ssize_t n_band;          /* band[k] has rank band_rank + k among the */
+    Py_ssize_t band_rank;       /* valid values */
+    int n_buckets;              /* band[bucket_end[i-1]:bucket_end[i]] = bin i */
+    const Py_ssize_t *bucket_end;
+    unsigned char *bucket_sorted;
 } Split;
 
 typedef struct {
@@ -222,15 +243,6 @@ sort_doubles(double *a, Py_ssize_t n)
 /* ------------------------------------------------------------------------ */
 /* Passes over the pixels                                                    */
 
-static inline int
-bin_of(double d, const Frame *f)
-{
-    double t = (d - f->lo) * f->inv_width;
-    t = t < -1.0 ? -1.0 : t;
-    t = t > NBINS ? NBINS : t;
-    return (int)(t + 1.0);
-}
-
 /* Valid pixels of the sub-sample grid; returns their number. */
 #define DEFINE_SUBSAMPLE(NAME, TYPE)                                          \
 static Py_ssize_t                                                             \
@@ -251,172 +263,187 @@ NAME(const Image *im, const Box *b, double *out)                              \
     return n;                                                                 \
 }
 
-/* Bin of every pixel of a row segment, and the values less the pivot;
- * returns the number of non-finite values (whose outputs are meaningless).
- * Branch-free, so that the compiler vectorises it. */
-#define DEFINE_CONVERT(NAME, TYPE)                                            \
-static Py_ssize_t                                                             \
-NAME(const TYPE *row, Py_ssize_t w, double pivot, const Frame *f,             \
-     double *vals, uint16_t *bins)                                            \
-{                                                                             \
-    Py_ssize_t bad = 0;                                                       \
-    for (Py_ssize_t x = 0; x < w; x++) {                                      \
-        double d = (double)row[x] - pivot;                                    \
-        double t = (d - f->lo) * f->inv_width;                                \
-        bad += !(d - d == 0.0);                                               \
-        t = t >= -1.0 ? t : -1.0;       /* NaN -> -1 */                       \
-        t = t <= NBINS ? t : NBINS;                                           \
-        vals[x] = d;                                                          \
-        bins[x] = (uint16_t)(int)(t + 1.0);                                   \
-    }                                                                         \
-    return bad;                                                               \
-}
+/* One pixel of pass 1 (branch-free, so that the compiler vectorises it). */
+#define GATHER_PIXEL(X, LANE)                                                 \
+    do {                                                                      \
+        double d_ = (double)row[X] - pivot;                                   \
+        int unmasked_ = mrow[X] == 0, finite_ = d_ - d_ == 0.0;               \
+        int ok_ = unmasked_ & finite_;                                        \
+        double t_ = (d_ - f->lo) * f->inv_width;                              \
+        t_ = t_ >= -1.0 ? t_ : -1.0;    /* NaN -> -1 */                       \
+        t_ = t_ <= NBINS ? t_ : NBINS;                                        \
+        double c_ = d_ >= -f->radius ? d_ : -f->radius;                       \
+        c_ = c_ <= f->radius ? c_ : f->radius;                                \
+        c_ = ok_ ? c_ : 0.0;                                                  \
+        kb[X] = ok_ ? (uint16_t)(int)(t_ + 1.0) : (uint16_t)INVALID_BIN;      \
+        s1[LANE] += c_;                                                       \
+        s2[LANE] += c_ * c_;                                                  \
+        bad += unmasked_ & !finite_;                                          \
+    } while (0)
 
-/* Pass 1: copy the valid pixels less the pivot, bin and histogram them;
- * returns their number and adds the unmasked non-finite ones to *nonfinite. */
-#define DEFINE_GATHER(NAME, CONVERT, TYPE)                                    \
-static Py_ssize_t                                                             \
-NAME(const Image *im, const Box *b, double pivot, const Frame *f,            \
-     Scratch *s, Py_ssize_t *nonfinite)                                       \
+/* Pass 1: bin every pixel of the box (INVALID_BIN if masked or non-finite),
+ * histogram the bins and sum the clamped valid d and d**2 into sums[2];
+ * adds the unmasked non-finite pixels to *nonfinite. Prefetches the box
+ * `next` (or nothing if NULL). */
+#define DEFINE_GATHER(NAME, TYPE)                                             \
+static void                                                                   \
+NAME(const Image *im, const Box *b, const Box *next, double pivot,            \
+     const Frame *f, Scratch *s, double sums[2], Py_ssize_t *nonfinite)       \
 {                                                                             \
-    Py_ssize_t n = 0, w = b->x1 - b->x0;                                      \
+    Py_ssize_t w = b->x1 - b->x0, bad = 0;                                    \
+    double s1[4] = {0.0, 0.0, 0.0, 0.0}, s2[4] = {0.0, 0.0, 0.0, 0.0};        \
     for (Py_ssize_t y = b->y0; y < b->y1; y++) {                              \
         const TYPE *row = (const TYPE *)(im->data + y * im->stride) + b->x0; \
-        const unsigned char *mrow = im->mask == NULL ? NULL                   \
+        const unsigned char *mrow = im->mask == NULL ? s->zeros               \
             : im->mask + y * im->mask_stride + b->x0;                         \
-        if ((mrow == NULL || !any_set(mrow, w))                               \
-                && CONVERT(row, w, pivot, f, s->vals + n, s->bins + n) == 0) {\
-            for (Py_ssize_t x = 0; x < w; x++) s->hist[s->bins[n + x]]++;     \
-            n += w;                                                           \
-            continue;                                                         \
+        uint16_t *kb = s->bins + (y - b->y0) * w;                             \
+        Py_ssize_t ny_ = next ? next->y0 + (y - b->y0) : 0;                   \
+        if (next && ny_ < next->y1) {                                         \
+            const char *p_ = im->data + ny_ * im->stride                      \
+                             + next->x0 * (Py_ssize_t)sizeof(TYPE);           \
+            Py_ssize_t bytes_ = (next->x1 - next->x0) * (Py_ssize_t)sizeof(TYPE); \
+            for (Py_ssize_t o_ = 0; o_ < bytes_; o_ += 64) PREFETCH(p_ + o_); \
+            if (im->mask) PREFETCH(im->mask + ny_ * im->mask_stride + next->x0); \
         }                                                                     \
-        for (Py_ssize_t x = 0; x < w; x++) {                                  \
-            double d = (double)row[x] - pivot;                                \
-            if (mrow != NULL && mrow[x]) continue;                            \
-            if (!isfinite(d)) {                                               \
-                (*nonfinite)++;                                               \
-                continue;                                                     \
-            }                                                                 \
-            int k = bin_of(d, f);                                             \
-            s->vals[n] = d;                                                   \
-            s->bins[n] = (uint16_t)k;                                         \
-            s->hist[k]++;                                                     \
-            n++;                                                              \
+        Py_ssize_t x = 0;                                                     \
+        for (; x + 4 <= w; x += 4) {                                          \
+            GATHER_PIXEL(x, 0);                                               \
+            GATHER_PIXEL(x + 1, 1);                                           \
+            GATHER_PIXEL(x + 2, 2);                                           \
+            GATHER_PIXEL(x + 3, 3);                                           \
         }                                                                     \
+        for (; x < w; x++) GATHER_PIXEL(x, 0);                                \
+        for (x = 0; x < w; x++) s->hist[kb[x]]++;                             \
     }                                                                         \
-    return n;                                                                 \
+    sums[0] = (s1[0] + s1[1]) + (s1[2] + s1[3]);                              \
+    sums[1] = (s2[0] + s2[1]) + (s2[2] + s2[3]);                              \
+    *nonfinite += bad;                                                        \
 }
 
-/* Whether any of the w bytes is non-zero. */
-static int
-any_set(const unsigned char *m, Py_ssize_t w)
-{
-    unsigned char acc = 0;
-    for (Py_ssize_t x = 0; x < w; x++) acc |= m[x];
-    return acc != 0;
+/* Pass 2: append the pixels of TAIL bins to tails, place those of BAND bins
+ * at their bin's slot; returns the number of tails. */
+#define DEFINE_EXTRACT(NAME, TYPE)                                            \
+static Py_ssize_t                                                             \
+NAME(const Image *im, const Box *b, double pivot, Scratch *s)                 \
+{                                                                             \
+    Py_ssize_t w = b->x1 - b->x0, nt = 0;                                     \
+    for (Py_ssize_t y = b->y0; y < b->y1; y++) {                              \
+        const TYPE *row = (const TYPE *)(im->data + y * im->stride) + b->x0; \
+        const uint16_t *kb = s->bins + (y - b->y0) * w;                       \
+        for (Py_ssize_t x = 0; x < w; x++) {                                  \
+            int k = kb[x], kind = s->kind[k];                                 \
+            if (kind) {                                                       \
+                double d = (double)row[x] - pivot;                            \
+                s->tails[nt] = d;                                             \
+                nt += kind & TAIL;                                            \
+                if (kind & BAND) s->band[s->slot[k]++] = d;                   \
+            }                                                                 \
+        }                                                                     \
+    }                                                                         \
+    return nt;                                                                \
 }
 
 DEFINE_SUBSAMPLE(subsample_f32, float)
 DEFINE_SUBSAMPLE(subsample_f64, double)
-DEFINE_CONVERT(convert_f32, float)
-DEFINE_CONVERT(convert_f64, double)
-DEFINE_GATHER(gather_f32, convert_f32, float)
-DEFINE_GATHER(gather_f64, convert_f64, double)
+DEFINE_GATHER(gather_f32, float)
+DEFINE_GATHER(gather_f64, double)
+DEFINE_EXTRACT(extract_f32, float)
+DEFINE_EXTRACT(extract_f64, double)
 
 /* ------------------------------------------------------------------------ */
 /* Splits                                                                    */
 
-/* Pass 2: core = bins [c0, c1] (empty if c1 < c0); band = the bins holding
- * every rank the median can take when tails are clipped. */
+/* Split the n valid values of a box: core = bins [c0, c1] (none if c1 < c0);
+ * band = the bins holding every rank the median can take when tails are
+ * clipped (all bins without a core). */
 static void
-split_binned(Scratch *s, Py_ssize_t n, int c0, int c1, const Frame *f, Split *sp)
+split_box(const Image *im, const Box *b, double pivot, const Frame *f,
+          const double sums[2], Py_ssize_t n, int c0, int c1, Scratch *s, Split *sp)
 {
     const Py_ssize_t *hist = s->hist;
-    Py_ssize_t n_core = 0;
-    for (int k = c0; k <= c1; k++) n_core += hist[k];
-    Py_ssize_t n_tails = n - n_core;
-    Py_ssize_t r_lo = (n - n_tails - 1) / 2;     /* 0 when the core is empty */
-    Py_ssize_t r_hi = (n + n_tails) / 2;
-    if (r_hi > n - 1) r_hi = n - 1;
-    Py_ssize_t cum = 0;
-    int k = 0;
-    while (cum + hist[k] <= r_lo) cum += hist[k++];
-    int b0 = k;
-    Py_ssize_t below = cum;
-    while (cum + hist[k] <= r_hi) cum += hist[k++];
-    int b1 = k;
+    int no_core = c1 < c0, b0 = 0, b1 = NBINS + 1;
+    Py_ssize_t below = 0;
+    if (!no_core) {
+        Py_ssize_t n_core = 0;
+        for (int k = c0; k <= c1; k++) n_core += hist[k];
+        Py_ssize_t n_tails = n - n_core;
+        Py_ssize_t r_lo = (n - n_tails - 1) / 2, r_hi = (n + n_tails) / 2;
+        if (r_hi > n - 1) r_hi = n - 1;
+        int k = 0;
+        while (below + hist[k] <= r_lo) below += hist[k++];
+        b0 = k;
+        Py_ssize_t cum = below;
+        while (cum + hist[k] <= r_hi) cum += hist[k++];
+        b1 = k;
+    }
+    Py_ssize_t pos = 0;
+    for (int k = 0; k <= NBINS + 1; k++) {
+        int band = k >= b0 && k <= b1;
+        s->kind[k] = (unsigned char)(((k < c0 || k > c1) ? TAIL : 0) | (band ? BAND : 0));
+        if (band) {
+            s->slot[k] = pos;
+            pos += hist[k];
+            s->bucket_end[k - b0] = pos;
+            s->bucket_sorted[k - b0] = 0;
+        }
+    }
+    s->kind[INVALID_BIN] = 0;
+    Py_ssize_t nt = im->is_double ? extract_f64(im, b, pivot, s) : extract_f32(im, b, pivot, s);
 
-    const double *vals = s->vals;
-    const uint16_t *bins = s->bins;
-    double *tails = s->tails, *band = s->band;
-    double s1a = 0.0, s1b = 0.0, s2a = 0.0, s2b = 0.0;
-    Py_ssize_t nt = 0, nb = 0, i = 0;
-    for (; i + 1 < n; i += 2) {
-        double d0 = vals[i], d1 = vals[i + 1];
-        int k0 = bins[i], k1 = bins[i + 1];
-        int core0 = (k0 >= c0) & (k0 <= c1), core1 = (k1 >= c0) & (k1 <= c1);
-        double e0 = core0 ? d0 : 0.0, e1 = core1 ? d1 : 0.0;
-        s1a += e0;
-        s2a += e0 * e0;
-        s1b += e1;
-        s2b += e1 * e1;
-        tails[nt] = d0;
-        nt += !core0;
-        tails[nt] = d1;
-        nt += !core1;
-        band[nb] = d0;
-        nb += (k0 >= b0) & (k0 <= b1);
-        band[nb] = d1;
-        nb += (k1 >= b0) & (k1 <= b1);
+    double c1s = sums[0], c2s = sums[1];
+    for (Py_ssize_t i = 0; i < nt; i++) {
+        double t = s->tails[i];
+        t = t >= -f->radius ? t : -f->radius;
+        t = t <= f->radius ? t : f->radius;
+        c1s -= t;
+        c2s -= t * t;
     }
-    for (; i < n; i++) {
-        double d = vals[i];
-        int kk = bins[i];
-        int core = (kk >= c0) & (kk <= c1);
-        double e = core ? d : 0.0;
-        s1a += e;
-        s2a += e * e;
-        tails[nt] = d;
-        nt += !core;
-        band[nb] = d;
-        nb += (kk >= b0) & (kk <= b1);
-    }
-    sort_doubles(band, nb);
     double width = 1.0 / f->inv_width;
     sp->core_n = n - nt;
-    sp->core_s1 = s1a + s1b;
-    sp->core_s2 = s2a + s2b;
+    sp->core_s1 = no_core ? 0.0 : c1s;
+    sp->core_s2 = no_core ? 0.0 : c2s;
     /* Half a bin of margin covers the rounding of the bin computation. */
-    sp->core_lo = c1 < c0 ? INFINITY : f->lo + (c0 - 1.5) * width;
-    sp->core_hi = c1 < c0 ? -INFINITY : f->lo + (c1 + 0.5) * width;
-    sp->tails = tails;
+    sp->core_lo = no_core ? INFINITY : f->lo + (c0 - 1.5) * width;
+    sp->core_hi = no_core ? -INFINITY : f->lo + (c1 + 0.5) * width;
+    sp->tails = s->tails;
     sp->n_tails = nt;
-    sp->band = band;
-    sp->n_band = nb;
+    sp->band = s->band;
+    sp->n_band = pos;
     sp->band_rank = below;
+    sp->n_buckets = b1 - b0 + 1;
+    sp->bucket_end = s->bucket_end;
+    sp->bucket_sorted = s->bucket_sorted;
 }
 
-/* No core: every valid value is a tail, the band is all values sorted. The
- * values are re-centred on their median (returned, to add to the pivot). */
+/* The band value at position j (sorting its bucket first if needed). */
 static double
-split_sorted(Scratch *s, Py_ssize_t n, Split *sp)
+band_value(const Split *sp, Py_ssize_t j)
 {
-    memcpy(s->band, s->vals, n * sizeof(double));
-    sort_doubles(s->band, n);
-    double centre = s->band[(n - 1) / 2];
-    for (Py_ssize_t i = 0; i < n; i++) {
-        s->band[i] -= centre;
-        s->vals[i] -= centre;
+    int lo = 0, hi = sp->n_buckets - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (sp->bucket_end[mid] > j) hi = mid;
+        else lo = mid + 1;
     }
-    sp->core_n = 0;
-    sp->core_s1 = sp->core_s2 = 0.0;
-    sp->core_lo = INFINITY;
-    sp->core_hi = -INFINITY;
-    sp->tails = s->vals;
-    sp->n_tails = n;
-    sp->band = s->band;
-    sp->n_band = n;
-    sp->band_rank = 0;
+    if (!sp->bucket_sorted[lo]) {
+        Py_ssize_t start = lo ? sp->bucket_end[lo - 1] : 0;
+        sort_doubles(sp->band + start, sp->bucket_end[lo] - start);
+        sp->bucket_sorted[lo] = 1;
+    }
+    return sp->band[j];
+}
+
+/* Without a core, shift every value (tails and band) by their median, which
+ * is returned (to add to the pivot): keeps the float64 sums accurate. */
+static double
+recentre(Split *sp, Py_ssize_t n)
+{
+    double centre = band_value(sp, (n - 1) / 2);
+    double *tails = (double *)sp->tails;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        tails[i] -= centre;
+        sp->band[i] -= centre;
+    }
     return centre;
 }
 
@@ -448,7 +475,7 @@ set_stats(const Split *sp, double lo, double hi, SetStats *out)
     Py_ssize_t r0 = below + (n - 1) / 2 - sp->band_rank;
     Py_ssize_t r1 = below + n / 2 - sp->band_rank;
     if (r0 < 0 || r1 >= sp->n_band) return BAND_MISSED;
-    out->median = 0.5 * (sp->band[r0] + sp->band[r1]);
+    out->median = 0.5 * (band_value(sp, r0) + band_value(sp, r1));
     out->mean = s1 / n;
     double var = s2 / n - out->mean * out->mean;
     out->std = var > 0.0 ? sqrt(var) : 0.0;
@@ -511,7 +538,7 @@ quantile_bins(const Py_ssize_t *hist, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t r
     *k2 = k;
 }
 
-/* Bin position (in units of bins, bin k covering [k - 1, k)) of a value. */
+/* Bin coordinate of a value (bin k covers [k - 1, k)), clamped. */
 static double
 bin_coordinate(double d, const Frame *f)
 {
@@ -519,50 +546,57 @@ bin_coordinate(double d, const Frame *f)
     return t < -2.0 ? -2.0 : (t > NBINS + 2.0 ? NBINS + 2.0 : t);
 }
 
-/* Returns 1 if the box had to be fully sorted. */
-static int
-box_stats(const Image *im, const Box *b, double sigma, int maxiters, int intersect,
-          Scratch *s, double *bkg, double *rms, int64_t *n_good, Py_ssize_t *nonfinite)
+/* Pivot and rough sigma of a box from its sub-sample (spread 0 if unusable). */
+static double
+subsample_spread(const Image *im, const Box *b, Scratch *s, double *pivot)
 {
     Py_ssize_t ns = im->is_double ? subsample_f64(im, b, s->sub)
                                   : subsample_f32(im, b, s->sub);
-    double pivot = 0.0, spread = 0.0;
-    if (ns >= MIN_SUBSAMPLE) {
-        Py_ssize_t mid = (ns - 1) / 2;
-        pivot = select_kth(s->sub, ns, mid);
-        double q16 = select_kth(s->sub, mid, (Py_ssize_t)(0.1587 * (ns - 1)));
-        double q84 = select_kth(s->sub + mid, ns - mid,
-                                (Py_ssize_t)(0.8413 * (ns - 1)) - mid);
-        spread = 0.5 * (q84 - q16);
-        if (!(spread > 0.0)) {      /* quantised data: use the full range */
-            double lo = s->sub[0], hi = s->sub[0];
-            for (Py_ssize_t i = 1; i < ns; i++) {
-                lo = s->sub[i] < lo ? s->sub[i] : lo;
-                hi = s->sub[i] > hi ? s->sub[i] : hi;
-            }
-            spread = (hi - lo) / 8.0;
+    *pivot = ns ? select_kth(s->sub, ns, (ns - 1) / 2) : 0.0;
+    if (ns < MIN_SUBSAMPLE) return 0.0;
+    Py_ssize_t mid = (ns - 1) / 2;
+    double q16 = select_kth(s->sub, mid, (Py_ssize_t)(0.1587 * (ns - 1)));
+    double q84 = select_kth(s->sub + mid, ns - mid, (Py_ssize_t)(0.8413 * (ns - 1)) - mid);
+    double spread = 0.5 * (q84 - q16);
+    if (!(spread > 0.0)) {      /* quantised data: an eighth of the range */
+        double lo = s->sub[0], hi = s->sub[0];
+        for (Py_ssize_t i = 1; i < ns; i++) {
+            lo = s->sub[i] < lo ? s->sub[i] : lo;
+            hi = s->sub[i] > hi ? s->sub[i] : hi;
         }
+        spread = (hi - lo) / 8.0;
     }
-    int use_bins = spread > 0.0 && isfinite(spread);
-    Frame f = {-HIST_HALF_WIDTH * spread, NBINS / (2.0 * HIST_HALF_WIDTH * spread)};
-    if (!use_bins) {
-        f.lo = 0.0;
-        f.inv_width = 0.0;
+    return isfinite(spread) ? spread : 0.0;
+}
+
+/* Statistics of one box; returns 1 if it was done without a core. */
+static int
+box_stats(const Image *im, const Box *b, const Box *next, double sigma, int maxiters,
+          int intersect, Scratch *s, double *bkg, double *rms, int64_t *n_good,
+          Py_ssize_t *nonfinite)
+{
+    double pivot, sums[2];
+    double spread = subsample_spread(im, b, s, &pivot);
+    Frame f = {0.0, 0.0, 0.0};
+    if (spread > 0.0) {
+        f.radius = HIST_HALF_WIDTH * spread;
+        f.lo = -f.radius;
+        f.inv_width = NBINS / (2.0 * f.radius);
     }
     memset(s->hist, 0, sizeof(s->hist));
-    Py_ssize_t n = im->is_double ? gather_f64(im, b, pivot, &f, s, nonfinite)
-                                 : gather_f32(im, b, pivot, &f, s, nonfinite);
-    if (n == 0) {
-        *bkg = *rms = NAN;
-        *n_good = 0;
-        return 0;
-    }
+    if (im->is_double) gather_f64(im, b, next, pivot, &f, s, sums, nonfinite);
+    else gather_f32(im, b, next, pivot, &f, s, sums, nonfinite);
+    Py_ssize_t n = 0;
+    for (int k = 0; k <= NBINS + 1; k++) n += s->hist[k];
+    *n_good = 0;
+    *bkg = *rms = NAN;
+    if (n == 0) return 0;
 
     Split sp;
     SetStats st;
     double cut_lo, cut_hi;
-    int status = BAND_MISSED, sorted = 0;
-    if (use_bins) {
+    int status = BAND_MISSED, coreless = 0;
+    if (spread > 0.0) {
         int k16, k50, k84;
         quantile_bins(s->hist, (Py_ssize_t)(0.1587 * (n - 1)), (n - 1) / 2,
                       (Py_ssize_t)(0.8413 * (n - 1)), &k16, &k50, &k84);
@@ -572,7 +606,7 @@ box_stats(const Image *im, const Box *b, double sigma, int maxiters, int interse
             c0 = c0 < 1 ? 1 : c0;
             c1 = c1 > NBINS ? NBINS : c1;
             if (c1 < c0) break;
-            split_binned(s, n, c0, c1, &f, &sp);
+            split_box(im, b, pivot, &f, sums, n, c0, c1, s, &sp);
             status = sigma_clip(&sp, sigma, maxiters, intersect, &st, &cut_lo, &cut_hi);
             if (status != CORE_CUT) break;
             double margin = RETRY_MARGIN * 0.5 * (cut_hi - cut_lo);
@@ -583,23 +617,21 @@ box_stats(const Image *im, const Box *b, double sigma, int maxiters, int interse
         }
     }
     if (status != OK) {
-        pivot += split_sorted(s, n, &sp);
+        split_box(im, b, pivot, &f, sums, n, 1, 0, s, &sp);
+        pivot += recentre(&sp, n);
         sigma_clip(&sp, sigma, maxiters, intersect, &st, &cut_lo, &cut_hi);
-        sorted = 1;
+        coreless = 1;
     }
 
     *n_good = st.n;
-    if (st.n == 0) {
-        *bkg = *rms = NAN;
-        return sorted;
-    }
+    if (st.n == 0) return coreless;
     double value;
     if (st.std == 0.0) value = st.mean;
     else if (fabs(st.mean - st.median) / st.std >= 0.3) value = st.median;
     else value = 2.5 * st.median - 1.5 * st.mean;
     *bkg = pivot + value;
     *rms = st.std;
-    return sorted;
+    return coreless;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -644,7 +676,7 @@ PyDoc_STRVAR(box_statistics_doc,
 "background, rms (float64) and n_good (int64) are C-contiguous outputs of\n"
 "ceil(ny / box_y) * ceil(nx / box_x) values (NaN, NaN, 0 for a box without\n"
 "valid pixels). Returns (number of unmasked non-finite pixels, number of\n"
-"boxes that had to be fully sorted).");
+"boxes computed without a core, i.e. from all their values).");
 
 static PyObject *
 box_statistics(PyObject *self, PyObject *args)
@@ -693,12 +725,12 @@ box_statistics(PyObject *self, PyObject *args)
     Py_ssize_t npix = by * bx;
     s = PyMem_RawCalloc(1, sizeof(Scratch));
     if (s != NULL) {
-        s->vals = PyMem_RawMalloc(npix * sizeof(double));
-        s->tails = PyMem_RawMalloc(npix * sizeof(double));
-        s->band = PyMem_RawMalloc(npix * sizeof(double));
         s->bins = PyMem_RawMalloc(npix * sizeof(uint16_t));
+        s->tails = PyMem_RawMalloc((npix + 1) * sizeof(double));
+        s->band = PyMem_RawMalloc((npix + 1) * sizeof(double));
+        s->zeros = PyMem_RawCalloc(bx, 1);
     }
-    if (s == NULL || !s->vals || !s->tails || !s->band || !s->bins) {
+    if (s == NULL || !s->bins || !s->tails || !s->band || !s->zeros) {
         PyErr_NoMemory();
         goto done;
     }
@@ -708,28 +740,28 @@ box_statistics(PyObject *self, PyObject *args)
                 have_mask ? mask.strides[0] : 0};
     double *bkg = bkg_view.buf, *rms = rms_view.buf;
     int64_t *n_good = n_view.buf;
-    Py_ssize_t nonfinite = 0, n_sorted = 0;
+    Py_ssize_t nonfinite = 0, n_coreless = 0;
     int corner = ny % by != 0 && nx % bx != 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t iy = 0; iy < my; iy++) {
-        for (Py_ssize_t ix = 0; ix < mx; ix++) {
-            Box b = {iy * by, (iy + 1) * by < ny ? (iy + 1) * by : ny,
-                     ix * bx, (ix + 1) * bx < nx ? (ix + 1) * bx : nx};
-            Py_ssize_t cell = iy * mx + ix;
-            int intersect = corner && iy == my - 1 && ix == mx - 1;
-            n_sorted += box_stats(&im, &b, sigma, maxiters, intersect, s, bkg + cell,
-                                  rms + cell, n_good + cell, &nonfinite);
-        }
+    for (Py_ssize_t cell = 0; cell < my * mx; cell++) {
+        Py_ssize_t iy = cell / mx, ix = cell % mx;
+        Box b = {iy * by, Py_MIN((iy + 1) * by, ny), ix * bx, Py_MIN((ix + 1) * bx, nx)};
+        Py_ssize_t jy = (cell + 1) / mx, jx = (cell + 1) % mx;
+        Box next = {jy * by, Py_MIN((jy + 1) * by, ny), jx * bx, Py_MIN((jx + 1) * bx, nx)};
+        int intersect = corner && cell == my * mx - 1;
+        n_coreless += box_stats(&im, &b, cell + 1 < my * mx ? &next : NULL, sigma, maxiters,
+                                intersect, s, bkg + cell, rms + cell, n_good + cell,
+                                &nonfinite);
     }
     Py_END_ALLOW_THREADS
-    result = Py_BuildValue("nn", nonfinite, n_sorted);
+    result = Py_BuildValue("nn", nonfinite, n_coreless);
 
 done:
     if (s != NULL) {
-        PyMem_RawFree(s->vals);
+        PyMem_RawFree(s->bins);
         PyMem_RawFree(s->tails);
         PyMem_RawFree(s->band);
-        PyMem_RawFree(s->bins);
+        PyMem_RawFree(s->zeros);
         PyMem_RawFree(s);
     }
     if (n_view.obj) PyBuffer_Release(&n_view);
