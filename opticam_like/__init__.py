@@ -21,10 +21,14 @@ configure_offline_iers()
 from .instruments import InstrumentProfile, ConfigError, load_profile  # noqa: E402
 from .frames import FrameInfo, FrameError, read_frame, read_header  # noqa: E402
 from .flags import PhotFlag, decode_flags  # noqa: E402
-from .background import DefaultBackground  # noqa: E402
+from .background import (DefaultBackground, PhotutilsBackground,  # noqa: E402
+                         SExtractorExactBackground)
 from .background.local import AnnulusBackground  # noqa: E402
 from .detection import DefaultFinder  # noqa: E402
 from .photometry.photometers import AperturePhotometer  # noqa: E402
+from .photometry.optimal import OptimalPhotometer  # noqa: E402
+from .photometry.psf import PSFPhotometer  # noqa: E402
+from .calibration import CalibrationSet, calibrate  # noqa: E402
 from .lightcurves import DifferentialPhotometer  # noqa: E402
 from .scan import ReductionError  # noqa: E402
 from .reducer import Reducer  # noqa: E402
@@ -32,8 +36,9 @@ from .analysis import Analyzer  # noqa: E402
 from data_generator import (generate_observations, generate_biases, generate_darks,  # noqa: E402
                             generate_flats)
 
-__all__ = ["Reducer", "DefaultBackground", "AnnulusBackground", "DefaultFinder",
-           "AperturePhotometer", "DifferentialPhotometer", "Analyzer", "InstrumentProfile",
+__all__ = ["Reducer", "DefaultBackground", "PhotutilsBackground", "SExtractorExactBackground",
+           "AnnulusBackground", "DefaultFinder", "AperturePhotometer", "OptimalPhotometer",
+           "PSFPhotometer", "CalibrationSet", "calibrate", "DifferentialPhotometer", "Analyzer", "InstrumentProfile",
            "ConfigError", "ReductionError", "FrameError", "FrameInfo", "PhotFlag",
            "decode_flags", "load_profile", "read_frame", "read_header",
            "generate_observations", "generate_biases", "generate_darks", "generate_flats",

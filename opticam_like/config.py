@@ -33,7 +33,7 @@ import tomli_w
 
 from .instruments import ConfigError
 
-__all__ = ["load_config", "dump_config", "SCHEMA", "ConfigError"]
+__all__ = ["load_config", "dump_config", "photometers_from_config", "SCHEMA", "ConfigError"]
 
 _NUMBER = (int, float)
 
@@ -183,3 +183,55 @@ def dump_config(config):
             return str(value)
         return value
     return tomli_w.dumps(clean(config))
+
+
+def photometers_from_config(entries, source="<config>"):
+    """Photometer objects from ``[[photometry]]`` tables.
+
+    Each table has a ``type`` (``'aperture'``, ``'optimal'`` or ``'psf'``) and the keyword
+    arguments of that class; a ``local_background`` sub-table holds the arguments of
+    :class:`~opticam_like.background.local.AnnulusBackground` (or ``false`` for none).
+
+    Parameters
+    ----------
+    entries : list of dict
+        The parsed ``[[photometry]]`` tables.
+    source : str
+        File name used in messages.
+
+    Returns
+    -------
+    list of photometers
+
+    Raises
+    ------
+    ConfigError
+        Unknown type or keyword, or an invalid value (the message names the file, the table
+        number and the keyword).
+    """
+    from .background.local import AnnulusBackground
+    from .photometry.optimal import OptimalPhotometer
+    from .photometry.photometers import AperturePhotometer
+    from .photometry.psf import PSFPhotometer
+
+    classes = {"aperture": AperturePhotometer, "optimal": OptimalPhotometer,
+               "psf": PSFPhotometer}
+    photometers = []
+    for number, entry in enumerate(entries, 1):
+        kwargs = dict(entry)
+        kind = kwargs.pop("type")
+        where = f"{source}: [[photometry]] number {number}"
+        if kind not in classes:
+            raise ConfigError(f"{where}: type must be one of {sorted(classes)}, not {kind!r}")
+        local = kwargs.pop("local_background", None)
+        try:
+            if local is False:
+                kwargs["local_background"] = None
+            elif isinstance(local, dict):
+                kwargs["local_background"] = AnnulusBackground(**local)
+            elif local is not None:
+                raise ConfigError(f"{where}: local_background must be a table or false")
+            photometers.append(classes[kind](**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return photometers

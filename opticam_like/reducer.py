@@ -28,7 +28,7 @@ from .background import DefaultBackground
 from .calibration import CalibrationSet
 from .catalog import (catalog_from_stack, choose_reference, guide_stars, interpolate_matrices,
                       transforms_table)
-from .config import dump_config, load_config, validate_config
+from .config import dump_config, load_config, photometers_from_config, validate_config
 from .detection import DefaultFinder
 from .flags import PhotFlag
 from .frames import FrameError
@@ -116,6 +116,8 @@ class Reducer:
                  dark=None, flat=None, remove_cosmic_rays=None, site=None, target=None,
                  reference_frame=None, alignment=None, recentre="transform", max_sources=None,
                  config=None, progress=None):
+        self._config_source = str(config) if config is not None and not isinstance(
+            config, dict) else "<config>"
         self.config = self._load_config(config)
         settings = self._settings(locals())
         self.out_directory = Path(out_directory)
@@ -145,6 +147,7 @@ class Reducer:
         self.rejected = []
         self.catalogs = {}
         self.transforms = {}
+        self.photometers = settings["photometers"]
         self.effective_config = settings["echo"]
         write_text(dump_config(self.effective_config), self.out_directory / "misc" / "config.toml")
         self._scan()
@@ -210,6 +213,8 @@ class Reducer:
             "dark": args["dark"] or cal.get("dark"),
             "flat": args["flat"] or cal.get("flat"),
         }
+        settings["photometers"] = photometers_from_config(cfg.get("photometry", []),
+                                                          self._config_source)
         if settings["alignment"] not in ("auto", "translation", "astroalign"):
             raise ConfigError(f"alignment must be 'auto', 'translation' or 'astroalign', not "
                               f"{settings['alignment']!r}")
@@ -232,6 +237,7 @@ class Reducer:
             "detection": {"frames": _describe(finder), "catalog": _describe(catalog_finder)},
             "alignment": {"method": settings["alignment"], "reference_frame": ref,
                           "recentre": args["recentre"]},
+            "photometry": [p.params() for p in settings["photometers"]],
             "reduction": {"n_workers": settings["n_workers"],
                           "max_sources": settings["max_sources"]},
             "data": {"directories": [str(d) for d in (args["data_directory"],
@@ -383,8 +389,9 @@ class Reducer:
         Parameters
         ----------
         *photometers : photometer objects
-            Default: one :class:`~opticam_like.photometry.AperturePhotometer`. All of them
-            share one read, calibration and background per frame.
+            Default: the configuration's ``[[photometry]]`` tables, else one
+            :class:`~opticam_like.photometry.photometers.AperturePhotometer`. All of them share
+            one read, calibration and background (and local annulus) per frame.
 
         Returns
         -------
@@ -392,7 +399,7 @@ class Reducer:
             Per ``(filter, photometer name)`` the table written to
             ``lcs/{filter}_{photometer}.fits``.
         """
-        photometers = photometers or (AperturePhotometer(),)
+        photometers = photometers or tuple(self.photometers) or (AperturePhotometer(),)
         names = [p.name for p in photometers]
         if len(set(names)) != len(names):
             raise ConfigError(f"photometer names must differ, got {names}")

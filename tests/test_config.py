@@ -31,3 +31,20 @@ def test_errors_name_file_and_keyword(tmp_path, text, needle):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(path) in str(info.value) and needle in str(info.value)
+
+
+def test_photometers_from_config():
+    from opticam_like.config import photometers_from_config
+    entries = [{"type": "aperture", "radius": 4.0, "local_background": {"r_in": 8, "r_out": 12,
+                                                                      "fwhm_scaled": False}},
+               {"type": "optimal"}, {"type": "psf", "method": "weighted"},
+               {"type": "aperture", "fwhm_scale": 2.0, "local_background": False}]
+    photometers = photometers_from_config(entries, "r.toml")
+    assert [p.name for p in photometers] == ["aperture_r4", "optimal_gaussian",
+                                             "psf_gaussian_weighted", "aperture_2fwhm"]
+    assert photometers[0].local_background.radii(3.0) == (8, 12)
+    assert photometers[3].local_background is None
+    with pytest.raises(ConfigError, match=r"r.toml: \[\[photometry\]\] number 1: .*radus"):
+        photometers_from_config([{"type": "aperture", "radus": 3}], "r.toml")
+    with pytest.raises(ConfigError, match="number 1: type must be"):
+        photometers_from_config([{"type": "sextractor"}], "r.toml")

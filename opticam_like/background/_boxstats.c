@@ -263,60 +263,53 @@ NAME(const Image *im, const Box *b, double *out)                              \
     return n;                                                                 \
 }
 
-/* One pixel of pass 1 (branch-free, so that the compiler vectorises it). */
-#define GATHER_PIXEL(X, LANE)                                                 \
-    do {                                                                      \
-        double d_ = (double)row[X] - pivot;                                   \
-        int unmasked_ = mrow[X] == 0, finite_ = d_ - d_ == 0.0;               \
-        int ok_ = unmasked_ & finite_;                                        \
-        double t_ = (d_ - f->lo) * f->inv_width;                              \
-        t_ = t_ >= -1.0 ? t_ : -1.0;    /* NaN -> -1 */                       \
-        t_ = t_ <= NBINS ? t_ : NBINS;                                        \
-        double c_ = d_ >= -f->radius ? d_ : -f->radius;                       \
-        c_ = c_ <= f->radius ? c_ : f->radius;                                \
-        c_ = ok_ ? c_ : 0.0;                                                  \
-        kb[X] = ok_ ? (uint16_t)(int)(t_ + 1.0) : (uint16_t)INVALID_BIN;      \
-        s1[LANE] += c_;                                                       \
-        s2[LANE] += c_ * c_;                                                  \
-        bad += unmasked_ & !finite_;                                          \
-    } while (0)
-
 /* Pass 1: bin every pixel of the box (INVALID_BIN if masked or non-finite),
  * histogram the bins and sum the clamped valid d and d**2 into sums[2];
  * adds the unmasked non-finite pixels to *nonfinite. Prefetches the box
- * `next` (or nothing if NULL). */
+ * `next` (or nothing if NULL). The first inner loop is branch-free so that
+ * the compiler vectorises it (with -fopenmp-simd -fno-trapping-math). */
 #define DEFINE_GATHER(NAME, TYPE)                                             \
 static void                                                                   \
 NAME(const Image *im, const Box *b, const Box *next, double pivot,            \
      const Frame *f, Scratch *s, double sums[2], Py_ssize_t *nonfinite)       \
 {                                                                             \
+    const double lo = f->lo, inv_width = f->inv_width, radius = f->radius;    \
     Py_ssize_t w = b->x1 - b->x0, bad = 0;                                    \
-    double s1[4] = {0.0, 0.0, 0.0, 0.0}, s2[4] = {0.0, 0.0, 0.0, 0.0};        \
+    double s1 = 0.0, s2 = 0.0;                                                \
     for (Py_ssize_t y = b->y0; y < b->y1; y++) {                              \
         const TYPE *row = (const TYPE *)(im->data + y * im->stride) + b->x0; \
         const unsigned char *mrow = im->mask == NULL ? s->zeros               \
             : im->mask + y * im->mask_stride + b->x0;                         \
         uint16_t *kb = s->bins + (y - b->y0) * w;                             \
-        Py_ssize_t ny_ = next ? next->y0 + (y - b->y0) : 0;                   \
-        if (next && ny_ < next->y1) {                                         \
-            const char *p_ = im->data + ny_ * im->stride                      \
-                             + next->x0 * (Py_ssize_t)sizeof(TYPE);           \
-            Py_ssize_t bytes_ = (next->x1 - next->x0) * (Py_ssize_t)sizeof(TYPE); \
-            for (Py_ssize_t o_ = 0; o_ < bytes_; o_ += 64) PREFETCH(p_ + o_); \
-            if (im->mask) PREFETCH(im->mask + ny_ * im->mask_stride + next->x0); \
+        Py_ssize_t ny = next ? next->y0 + (y - b->y0) : 0;                    \
+        if (next && ny < next->y1) {                                          \
+            const char *p = im->data + ny * im->stride                        \
+                            + next->x0 * (Py_ssize_t)sizeof(TYPE);            \
+            Py_ssize_t bytes = (next->x1 - next->x0) * (Py_ssize_t)sizeof(TYPE); \
+            for (Py_ssize_t o = 0; o < bytes; o += 64) PREFETCH(p + o);       \
+            if (im->mask) PREFETCH(im->mask + ny * im->mask_stride + next->x0); \
         }                                                                     \
-        Py_ssize_t x = 0;                                                     \
-        for (; x + 4 <= w; x += 4) {                                          \
-            GATHER_PIXEL(x, 0);                                               \
-            GATHER_PIXEL(x + 1, 1);                                           \
-            GATHER_PIXEL(x + 2, 2);                                           \
-            GATHER_PIXEL(x + 3, 3);                                           \
+        _Pragma("omp simd reduction(+:s1, s2, bad)")                          \
+        for (Py_ssize_t x = 0; x < w; x++) {                                  \
+            double d = (double)row[x] - pivot;                                \
+            int unmasked = mrow[x] == 0, finite = d - d == 0.0;               \
+            int ok = unmasked & finite;                                       \
+            double t = (d - lo) * inv_width;                                  \
+            t = t >= -1.0 ? t : -1.0;       /* NaN -> -1 */                   \
+            t = t <= NBINS ? t : NBINS;                                       \
+            int k = (int)(t + 1.0);                                           \
+            kb[x] = (uint16_t)(ok ? k : INVALID_BIN);                         \
+            double c = d >= -radius ? d : -radius;                            \
+            c = c <= radius ? c : radius;                                     \
+            c = ok ? c : 0.0;                                                 \
+            s1 += c;                                                          \
+            s2 += c * c;                                                      \
+            bad += unmasked & !finite;                                        \
         }                                                                     \
-        for (; x < w; x++) GATHER_PIXEL(x, 0);                                \
-        for (x = 0; x < w; x++) s->hist[kb[x]]++;                             \
+        for (Py_ssize_t x = 0; x < w; x++) s->hist[kb[x]]++;                  \
     }                                                                         \
-    sums[0] = (s1[0] + s1[1]) + (s1[2] + s1[3]);                              \
-    sums[1] = (s2[0] + s2[1]) + (s2[2] + s2[3]);                              \
+    sums[0] = s1;                                                             \
+    sums[1] = s2;                                                             \
     *nonfinite += bad;                                                        \
 }
 
@@ -376,18 +369,17 @@ split_box(const Image *im, const Box *b, double pivot, const Frame *f,
         while (cum + hist[k] <= r_hi) cum += hist[k++];
         b1 = k;
     }
-    Py_ssize_t pos = 0;
-    for (int k = 0; k <= NBINS + 1; k++) {
-        int band = k >= b0 && k <= b1;
-        s->kind[k] = (unsigned char)(((k < c0 || k > c1) ? TAIL : 0) | (band ? BAND : 0));
-        if (band) {
-            s->slot[k] = pos;
-            pos += hist[k];
-            s->bucket_end[k - b0] = pos;
-            s->bucket_sorted[k - b0] = 0;
-        }
-    }
+    memset(s->kind, TAIL, NBINS + 2);
+    if (!no_core) memset(s->kind + c0, 0, c1 - c0 + 1);
     s->kind[INVALID_BIN] = 0;
+    Py_ssize_t pos = 0;
+    for (int k = b0; k <= b1; k++) {
+        s->kind[k] |= BAND;
+        s->slot[k] = pos;
+        pos += hist[k];
+        s->bucket_end[k - b0] = pos;
+    }
+    memset(s->bucket_sorted, 0, b1 - b0 + 1);
     Py_ssize_t nt = im->is_double ? extract_f64(im, b, pivot, s) : extract_f32(im, b, pivot, s);
 
     double c1s = sums[0], c2s = sums[1];
@@ -455,10 +447,21 @@ static int
 set_stats(const Split *sp, double lo, double hi, SetStats *out)
 {
     if (lo > sp->core_lo || hi < sp->core_hi) return CORE_CUT;
-    Py_ssize_t n = sp->core_n, below = 0;
-    double s1 = sp->core_s1, s2 = sp->core_s2;
+    Py_ssize_t n = sp->core_n, below = 0, i = 0;
+    double s1 = sp->core_s1, s2 = sp->core_s2, s1b = 0.0, s2b = 0.0;
     const double *t = sp->tails;
-    for (Py_ssize_t i = 0; i < sp->n_tails; i++) {
+    for (; i + 1 < sp->n_tails; i += 2) {      /* two chains of float64 sums */
+        double v = t[i], u = t[i + 1];
+        int in_v = (v >= lo) & (v <= hi), in_u = (u >= lo) & (u <= hi);
+        double ev = in_v ? v : 0.0, eu = in_u ? u : 0.0;
+        n += in_v + in_u;
+        below += (v < lo) + (u < lo);
+        s1 += ev;
+        s2 += ev * ev;
+        s1b += eu;
+        s2b += eu * eu;
+    }
+    for (; i < sp->n_tails; i++) {
         double v = t[i];
         int in = (v >= lo) & (v <= hi);
         double e = in ? v : 0.0;
@@ -467,6 +470,8 @@ set_stats(const Split *sp, double lo, double hi, SetStats *out)
         s1 += e;
         s2 += e * e;
     }
+    s1 += s1b;
+    s2 += s2b;
     out->n = n;
     if (n == 0) {
         out->mean = out->std = out->median = NAN;
@@ -586,8 +591,7 @@ box_stats(const Image *im, const Box *b, const Box *next, double sigma, int maxi
     memset(s->hist, 0, sizeof(s->hist));
     if (im->is_double) gather_f64(im, b, next, pivot, &f, s, sums, nonfinite);
     else gather_f32(im, b, next, pivot, &f, s, sums, nonfinite);
-    Py_ssize_t n = 0;
-    for (int k = 0; k <= NBINS + 1; k++) n += s->hist[k];
+    Py_ssize_t n = (b->y1 - b->y0) * (b->x1 - b->x0) - s->hist[INVALID_BIN];
     *n_good = 0;
     *bkg = *rms = NAN;
     if (n == 0) return 0;

@@ -4,8 +4,8 @@
 its default estimators (SExtractor background, standard-deviation rms,
 3-sigma / 10-iteration sigma clipping, 10 % exclusion, median filter of the
 mesh, bicubic-spline upsampling), to within ~1e-6 of the rms, without calling
-photutils and several times faster (see `opticam_like.background.clipping` and
-`opticam_like.background.upsample` for how). The result, `MeshBackground`,
+photutils and tens of times faster (see `opticam_like.background.clipping`
+and its C kernel, and `opticam_like.background.upsample`, for how). The result, `MeshBackground`,
 has the attributes of ``Background2D`` that users read and computes each of
 them only when first read.
 
@@ -311,10 +311,7 @@ class MeshBackground:
 
     @property
     def n_pixels_mesh(self):
-        """ndarray of int, shape (my, mx): pixels used in each box after clipping.
-
-        Partial edge boxes too small ever to be used are reported as 0.
-        """
+        """ndarray of int, shape (my, mx): pixels used in each box after clipping."""
         return self._n_good
 
     npixels_mesh = n_pixels_mesh

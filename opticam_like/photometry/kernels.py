@@ -43,6 +43,10 @@ class ApertureSums:
         or when a good pixel it touches is NaN (as photutils: mask NaNs).
     area : ndarray, shape (N,), float64
         Exact area (pixels) of the aperture on the good pixels, i.e. the sum of the weights.
+    sum_weights_sq : ndarray, shape (N,), float64
+        Sum of the squared weights over the good pixels: the "noise area" that multiplies a
+        per-pixel variance in the variance of the sum (smaller than ``area`` because of the
+        partial pixels on the rim).
     full_area : ndarray, shape (N,), float64
         Geometric area of the aperture, ``pi r^2`` or ``pi a b``.
     variance_sum : ndarray, shape (N,), float64, or None
@@ -60,6 +64,7 @@ class ApertureSums:
 
     sum: np.ndarray
     area: np.ndarray
+    sum_weights_sq: np.ndarray
     full_area: np.ndarray
     variance_sum: np.ndarray | None
     edge: np.ndarray
@@ -224,6 +229,7 @@ def _aperture_sums(data, x, y, extents, overlap, params, full_area, mask, varian
     n = len(x)
     total = np.full(n, np.nan)
     area = np.zeros(n)
+    area_sq = np.zeros(n)
     var_total = None if variance is None else np.full(n, np.nan)
     edge = np.zeros(n, dtype=bool)
     n_masked = np.zeros(n, dtype=np.int64)
@@ -275,6 +281,7 @@ def _aperture_sums(data, x, y, extents, overlap, params, full_area, mask, varian
             values = np.take(flat, index, out=scratch("values", shape, flat.dtype))
             total[sel] = _weighted_sum(weights, values, good, product)
             area[sel] = weights.sum(axis=(0, 1))
+            area_sq[sel] = np.einsum("ijk,ijk->k", weights, weights)
             if flat_var is not None:
                 values = np.take(flat_var, index, out=scratch("var", shape, flat_var.dtype))
                 var_total[sel] = _weighted_sum(weights, values, good, product)
@@ -282,7 +289,8 @@ def _aperture_sums(data, x, y, extents, overlap, params, full_area, mask, varian
                 total[sel[empty]] = np.nan
                 if var_total is not None:
                     var_total[sel[empty]] = np.nan
-    return ApertureSums(sum=total, area=area, full_area=full_area, variance_sum=var_total,
+    return ApertureSums(sum=total, area=area, sum_weights_sq=area_sq, full_area=full_area,
+                        variance_sum=var_total,
                         edge=edge, n_masked=n_masked, flags=flags)
 
 

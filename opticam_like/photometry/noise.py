@@ -9,7 +9,7 @@ Howell, S. B. 2006, Handbook of CCD Astronomy, 2nd ed., section 4.4.
 
 import numpy as np
 
-__all__ = ["pixel_variance", "flux_variance", "MEDIAN_FACTOR"]
+__all__ = ["pixel_variance", "flux_variance", "level_variance", "MEDIAN_FACTOR"]
 
 #: Variance of a sample median relative to the mean's, for Gaussian noise (pi / 2).
 MEDIAN_FACTOR = np.pi / 2
@@ -45,30 +45,45 @@ def pixel_variance(sky, sky_rms, dark, read_noise, bias_subtracted):
     return np.asarray(sky_rms, dtype=float) ** 2, "measured_rms"
 
 
-def flux_variance(flux, area, sigma_pixel2, n_sky, median=True):
+def level_variance(sigma_pixel2, n_sky, median=True):
+    """Variance of a sky level estimated from ``n_sky`` pixels (e-^2 per pixel^2).
+
+    ``sigma^2 k / n_sky`` with ``k = pi/2`` for a median (Gaussian noise), 1 for a mean;
+    NaN where ``n_sky`` is 0.
+    """
+    k = MEDIAN_FACTOR if median else 1.0
+    n_sky = np.where(np.asarray(n_sky) > 0, n_sky, np.nan)
+    return np.asarray(sigma_pixel2, dtype=float) * k / n_sky
+
+
+def flux_variance(flux, area, sigma_pixel2, n_sky, median=True, noise_area=None):
     """Variance of a sky-subtracted aperture flux (the CCD equation).
 
-    ``var = F + A * sigma^2 * (1 + k * A / n_sky)``, with ``k = pi/2`` for a median sky level.
+    ``var = F + A_n sigma^2 + A^2 sigma^2 k / n_sky``: source Poisson noise, the sky, dark and
+    read noise of the aperture pixels, and the error of the sky level (``k = pi/2`` for a
+    median). ``A`` is the aperture area; ``A_n = sum(w^2)`` its noise area for exact-overlap
+    weights ``w`` (``A`` for whole pixels).
 
     Parameters
     ----------
     flux : ndarray, shape (N,)
         Source electrons (negative values contribute no Poisson variance).
     area : ndarray, shape (N,)
-        Aperture area in pixels (exact overlap).
+        Aperture area in pixels (sum of the exact overlap weights).
     sigma_pixel2 : ndarray, shape (N,)
         Per-pixel background variance (e-^2), from :func:`pixel_variance`.
     n_sky : ndarray, shape (N,)
         Number of pixels the sky level was estimated from.
     median : bool
         Whether the sky level is a median (adds the factor pi/2 to its error).
+    noise_area : ndarray, shape (N,), optional
+        Sum of the squared weights; default ``area``.
 
     Returns
     -------
     ndarray, shape (N,)
         Variance in e-^2.
     """
-    k = MEDIAN_FACTOR if median else 1.0
-    n_sky = np.where(np.asarray(n_sky) > 0, n_sky, np.nan)
-    return (np.clip(flux, 0, None) + area * sigma_pixel2
-            + area**2 * sigma_pixel2 * k / n_sky)
+    noise_area = area if noise_area is None else noise_area
+    return (np.clip(flux, 0, None) + noise_area * sigma_pixel2
+            + area**2 * level_variance(sigma_pixel2, n_sky, median))

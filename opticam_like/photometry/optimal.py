@@ -23,7 +23,7 @@ import numpy as np
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
 from .noise import pixel_variance
-from .psf import (PSF_MODELS, aperture_correction, frame_profile, local_level, source_stamps,
+from .psf import (PSF_MODELS, aperture_correction, frame_profile, source_stamps,
                   weighted_flux)
 
 __all__ = ["OptimalPhotometer"]
@@ -120,7 +120,7 @@ class OptimalPhotometer:
         ValueError
             The frame FWHM is not positive.
         """
-        level, n_sky, median, flags = local_level(frame, self.local_background)
+        level, n_sky, median, flags = frame.local_level(self.local_background)
         sigma2, method = pixel_variance(frame.sky + level, frame.sky_rms, frame.dark,
                                         frame.read_noise, frame.bias_subtracted)
         profile, info = frame_profile(frame, self.psf, self.beta, level, flags)

@@ -65,6 +65,7 @@ class MeasureInput:
     position_flags: np.ndarray = None
     guide: np.ndarray = None
     gain: float = 1.0
+    _levels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def mask(self):
@@ -75,6 +76,41 @@ class MeasureInput:
     def n_sources(self):
         """Number of sources."""
         return len(self.x)
+
+    def local_level(self, estimator):
+        """Local residual sky level around every source (computed once per estimator).
+
+        Photometers of one pass that use the same local-background estimator share one
+        annulus measurement.
+
+        Parameters
+        ----------
+        estimator : AnnulusBackground or None
+            None uses the global background alone (level 0, known from ``n_sky_global``
+            pixels).
+
+        Returns
+        -------
+        level : ndarray, shape (N,)
+            Residual level per pixel (e-), 0 where it could not be measured.
+        n_sky : ndarray, shape (N,)
+            Pixels behind the level.
+        median : bool
+            Whether the level is a median (its variance then carries the factor pi/2).
+        flags : ndarray of int32, shape (N,)
+            ``BAD_BACKGROUND`` where fewer than ``min_pixels`` annulus pixels were usable.
+        """
+        if estimator is None:
+            return (np.zeros(self.n_sources), np.full(self.n_sources, self.n_sky_global),
+                    True, np.zeros(self.n_sources, dtype=np.int32))
+        if estimator not in self._levels:
+            level, _, n_sky = estimator.measure(self.data, self.x, self.y, self.fwhm,
+                                                mask=self.mask)
+            bad = ~(n_sky >= estimator.min_pixels) | ~np.isfinite(level)
+            flags = np.where(bad, PhotFlag.BAD_BACKGROUND, 0).astype(np.int32)
+            self._levels[estimator] = (np.where(np.isfinite(level), level, 0.0), n_sky,
+                                       estimator.median_based, flags)
+        return self._levels[estimator]
 
 
 @dataclass(frozen=True)
@@ -148,21 +184,13 @@ class AperturePhotometer:
         flags |= np.where(sums.edge, PhotFlag.EDGE, 0).astype(np.int32)
         if frame.position_flags is not None:
             flags |= frame.position_flags
-        if self.local_background is not None:
-            level, _, n_sky = self.local_background.measure(frame.data, frame.x, frame.y,
-                                                            frame.fwhm, mask=mask)
-            bad = ~(n_sky >= self.local_background.min_pixels) | ~np.isfinite(level)
-            flags |= np.where(bad, PhotFlag.BAD_BACKGROUND, 0).astype(np.int32)
-            level = np.where(np.isfinite(level), level, 0.0)
-            median = self.local_background.median_based
-        else:
-            level = np.zeros(frame.n_sources)
-            n_sky = np.full(frame.n_sources, frame.n_sky_global)
-            median = True
+        level, n_sky, median, level_flags = frame.local_level(self.local_background)
+        flags |= level_flags
         flux = sums.sum - level * sums.area
         sigma2, method = pixel_variance(frame.sky + level, frame.sky_rms, frame.dark,
                                         frame.read_noise, frame.bias_subtracted)
-        variance = flux_variance(flux, sums.area, sigma2, n_sky, median=median)
+        variance = flux_variance(flux, sums.area, sigma2, n_sky, median=median,
+                                 noise_area=sums.sum_weights_sq)
         flags |= np.where(~(flux > 0), PhotFlag.NON_POSITIVE, 0).astype(np.int32)
         return {
             "flux": flux,

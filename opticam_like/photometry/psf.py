@@ -9,7 +9,7 @@ second moments) and :class:`EPSFProfile` (an effective PSF built by photutils' `
 
 :class:`PSFPhotometer` measures fluxes with a profile, either by fitting it with photutils'
 ``PSFPhotometry`` (close neighbours fitted jointly) or by the PSF-weighted sum. The helpers
-:func:`source_stamps`, :func:`local_level` and :func:`weighted_flux` are shared with
+:func:`source_stamps` and :func:`weighted_flux` are shared with
 :class:`~opticam_like.photometry.optimal.OptimalPhotometer`; every flux error comes from the CCD
 equation of :mod:`opticam_like.photometry.noise` propagated through the estimator's weights.
 
@@ -36,10 +36,10 @@ from ..background.local import AnnulusBackground
 from ..detection import FWHM_PER_SIGMA, covariance_to_ellipse, moment_covariance
 from ..flags import PhotFlag
 from .kernels import circular_aperture_sums, cutouts
-from .noise import MEDIAN_FACTOR, pixel_variance
+from .noise import level_variance, pixel_variance
 
 __all__ = ["PSF_MODELS", "GaussianProfile", "MoffatProfile", "EPSFProfile", "ProfilePRF",
-           "SourceStamps", "source_stamps", "local_level", "weighted_flux", "usable_guides",
+           "SourceStamps", "source_stamps", "weighted_flux", "usable_guides",
            "aperture_correction", "frame_profile", "PSFPhotometer"]
 
 PSF_MODELS = ("gaussian", "moffat", "epsf")
@@ -352,45 +352,6 @@ def source_stamps(data, pixel_flags, x, y, half, radius=None):
                         dx=dx, dy=dy, ix0=ix0, iy0=iy0, flags=out)
 
 
-def local_level(frame, estimator):
-    """Local residual sky level around every source of a frame.
-
-    Parameters
-    ----------
-    frame : MeasureInput
-    estimator : AnnulusBackground or None
-        None uses the global background alone (level 0, known from ``n_sky_global`` pixels).
-
-    Returns
-    -------
-    level : ndarray, shape (N,)
-        Residual level per pixel (e-), 0 where it could not be measured.
-    n_sky : ndarray, shape (N,)
-        Pixels behind the level.
-    median : bool
-        Whether the level is a median (its variance then carries the factor pi/2).
-    flags : ndarray of int32, shape (N,)
-        ``BAD_BACKGROUND`` where fewer than ``min_pixels`` annulus pixels were usable.
-    """
-    n = frame.n_sources
-    if estimator is None:
-        return (np.zeros(n), np.full(n, frame.n_sky_global), True,
-                np.zeros(n, dtype=np.int32))
-    level, _, n_sky = estimator.measure(frame.data, frame.x, frame.y, frame.fwhm,
-                                        mask=frame.mask)
-    bad = ~(n_sky >= estimator.min_pixels) | ~np.isfinite(level)
-    flags = np.where(bad, PhotFlag.BAD_BACKGROUND, 0).astype(np.int32)
-    return (np.where(np.isfinite(level), level, 0.0), n_sky, estimator.median_based,
-            flags)
-
-
-def _level_variance(sigma2, n_sky, median):
-    """Variance of a local level from ``n_sky`` pixels (``k = pi/2`` for a median)."""
-    k = MEDIAN_FACTOR if median else 1.0
-    n_sky = np.where(np.asarray(n_sky) > 0, n_sky, np.nan)
-    return np.asarray(sigma2, dtype=float) * k / n_sky
-
-
 def _weighted_variance(weights, profile, flux, sigma2, level_var):
     """``sum(W^2 V) + (sum W)^2 level_var`` with ``V = sigma2 + F P`` (arrays (N, k, k))."""
     pixel_var = (np.asarray(sigma2, dtype=float)[:, None, None]
@@ -454,7 +415,7 @@ def weighted_flux(stamps, profile, level, sigma2, n_sky, median=True, optimal=Tr
             weights = ratio / np.sum(ratio * p, axis=(1, 2))[:, None, None]
             flux = np.sum(weights * data, axis=(1, 2))
         variance = _weighted_variance(weights, p, flux, sigma2,
-                                      _level_variance(sigma2, n_sky, median))
+                                      level_variance(sigma2, n_sky, median))
     return flux, variance, np.sum(weights * weights, axis=(1, 2))
 
 
@@ -863,7 +824,7 @@ class PSFPhotometer:
         ValueError
             The frame FWHM is not positive.
         """
-        level, n_sky, median, flags = local_level(frame, self.local_background)
+        level, n_sky, median, flags = frame.local_level(self.local_background)
         sigma2, method = pixel_variance(frame.sky + level, frame.sky_rms, frame.dark,
                                         frame.read_noise, frame.bias_subtracted)
         profile, info = frame_profile(frame, self.model, self.beta, level, flags)
@@ -880,7 +841,7 @@ class PSFPhotometer:
                                              optimal=False)
         if self.method == "fit":
             flux, variance, fit_meta = self._fit(frame, profile, stamps, p, level, flux,
-                                                 sigma2, _level_variance(sigma2, n_sky, median))
+                                                 sigma2, level_variance(sigma2, n_sky, median))
             meta.update(fit_meta)
         flags |= stamps.flags
         if frame.position_flags is not None:
