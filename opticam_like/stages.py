@@ -18,6 +18,7 @@ from .calibration import calibrate
 from .detection import FWHM_PER_SIGMA, moment_covariance, recentre
 from .flags import PhotFlag
 from .frames import FrameError, read_frame
+from .photometry.cosmic_rays import star_cosmic_rays
 from .photometry.kernels import cutouts
 from .photometry.photometers import MeasureInput
 
@@ -44,6 +45,9 @@ class FrameItem:
         FWHM measured in the catalogue pass (pixels; NaN if unknown).
     position_flags : int
         Flags every source of the frame inherits (e.g. ``NOT_ALIGNED``).
+    cosmic_rays : ndarray of int, optional
+        Flat indices of the pixels L.A.Cosmic flagged in the catalogue pass (not searched
+        again).
     """
 
     path: str
@@ -52,6 +56,7 @@ class FrameItem:
     matrix: tuple | None = None
     fwhm: float = math.nan
     position_flags: int = 0
+    cosmic_rays: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ class CatalogRow:
     transform: Transform | None
     align_error: str | None
     xy: np.ndarray | None = None
+    cosmic_rays: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,8 @@ def prepare_frame(item, ctx, timer):
     timer.step("read")
     frame = read_frame(item.path, ctx.profile, info=item.info)
     timer.step("calibrate")
-    calibrated = calibrate(frame, ctx.calibration, remove_cosmic_rays=ctx.remove_cosmic_rays)
+    calibrated = calibrate(frame, ctx.calibration, remove_cosmic_rays=ctx.remove_cosmic_rays,
+                           cosmic_ray_pixels=item.cosmic_rays)
     timer.step("background")
     background = apply_background(ctx.background, calibrated.data, calibrated.mask)
     data = (calibrated.data - np.asarray(background.background, dtype=np.float32))
@@ -242,12 +249,18 @@ def catalog_frame(item, ctx, timer, stack):
         transform, error = None, exc.reason
     if transform is not None:
         timer.step("stack")
-        good = np.where(calibrated.mask, np.nan, data)
+        # saturated pixels keep their (clipped) values: a saturated star stays one source
+        unusable = (calibrated.pixel_flags & ~np.uint16(PhotFlag.SATURATED)) != 0
+        good = np.where(unusable, np.nan, data)
         stack.add(warp_to_reference(good, stacking_transform(transform, ctx.reference_shape),
                                     ctx.reference_shape))
+    cosmic_rays = None
+    if ctx.remove_cosmic_rays:
+        hit = (calibrated.pixel_flags & np.uint16(PhotFlag.COSMIC_RAY)) != 0
+        cosmic_rays = np.flatnonzero(hit).astype(np.int32)
     return CatalogRow(item.index, float(background.background_median),
                       float(background.background_rms_median), frame_fwhm(sources),
-                      len(sources), transform, error)
+                      len(sources), transform, error, cosmic_rays=cosmic_rays)
 
 
 def stacking_transform(transform, shape, tolerance=0.1):
@@ -347,12 +360,18 @@ def photometry_frame(item, ctx, timer):
     if np.isfinite(measured):
         fwhm = measured
     flags |= item.position_flags
+    sky_rms = _sample(background.background_rms, x, y)
+    pixel_flags = calibrated.pixel_flags
+    if ctx.remove_cosmic_rays:
+        timer.step("cosmic rays")
+        hits = star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_rms**2)
+        pixel_flags = pixel_flags.copy()
+        pixel_flags.ravel()[hits] |= np.uint16(PhotFlag.COSMIC_RAY)
     timer.step("photometry")
     read_noise = info.read_noise
     measure_input = MeasureInput(
-        data=data, pixel_flags=calibrated.pixel_flags, x=x, y=y,
-        sky=_sample(background.background, x, y),
-        sky_rms=_sample(background.background_rms, x, y),
+        data=data, pixel_flags=pixel_flags, x=x, y=y,
+        sky=_sample(background.background, x, y), sky_rms=sky_rms,
         fwhm=fwhm, read_noise=read_noise, dark=calibrated.dark_electrons,
         bias_subtracted=calibrated.bias_subtracted, n_sky_global=ctx.n_sky_global,
         position_flags=flags, guide=ctx.guide, gain=info.gain)

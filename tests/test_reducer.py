@@ -157,3 +157,41 @@ def test_outputs_and_provenance(night):
     assert "catalogue pass g" in log and "background" in log
     assert not any(p.name.startswith(".") for p in (base / "data").iterdir())
     assert ol.decode_flags(PhotFlag.EDGE | PhotFlag.SATURATED) == ["SATURATED", "EDGE"]
+
+
+def test_scatter_reaches_the_ccd_equation_photon_limit(night):
+    """Constant stars: the scatter about the true flux equals the CCD-equation prediction
+    from the simulator's true sky, dark, read noise and flat (within 10%), and the reported
+    errors equal the scatter (within 10%) — medians over the stars of each band."""
+    from opticam_like.photometry.kernels import circular_aperture_sums
+    base, truth, reducer = night
+    p = truth.parameters
+    for camera, band in zip(p["cameras"], p["filters"]):
+        table = Table.read(base / "reduced" / "lcs" / f"{band}_aperture_1.5fwhm.fits")
+        index, _ = _match(reducer.catalogs[band], truth, band)
+        fluxes = truth.fluxes(band)
+        flat = truth.detector(camera)["flat"]
+        sky = np.asarray(truth.frames[truth.frames["filter"] == band]["sky_e"])
+        variable = int(np.flatnonzero(truth.sources["is_variable"])[0])
+        ratios_limit, ratios_error = [], []
+        for column, source in enumerate(index):
+            flags = np.asarray(table["flags"][:, column])
+            if source == variable or np.any(flags):
+                continue
+            x, y = np.asarray(table["x"][:, column]), np.asarray(table["y"][:, column])
+            radius = np.asarray(table["aperture_radius"])
+            ones = circular_aperture_sums(np.ones_like(flat), x, y, radius)
+            f = flat[np.rint(y).astype(int), np.rint(x).astype(int)]
+            pixel = (sky * f + p["dark_current"] * p["exposure"] + p["read_noise"] ** 2) / f**2
+            true = np.asarray(fluxes["flux"][:, source])
+            n_sky = np.pi * (5**2 - 3**2) * np.asarray(table["fwhm"]) ** 2
+            limit = np.sqrt(true / f + ones.sum_weights_sq * pixel
+                            + ones.area**2 * pixel / n_sky)
+            residual = np.asarray(table["flux"][:, column]) - 0.998 * true
+            scatter = np.std(residual)
+            ratios_limit.append(scatter / np.sqrt(np.mean(limit**2)))
+            ratios_error.append(np.sqrt(np.mean(np.asarray(table["flux_err"][:, column]) ** 2))
+                                / scatter)
+        assert len(ratios_limit) >= 10
+        assert abs(np.median(ratios_limit) - 1) < 0.1, (band, ratios_limit)
+        assert abs(np.median(ratios_error) - 1) < 0.1, (band, ratios_error)

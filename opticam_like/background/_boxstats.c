@@ -18,22 +18,25 @@
  * inside the interval and the values at its two middle ranks. Per box:
  *
  *   1. a regular sub-sample (at most 8 x 8 pixels) gives a pivot p (its
- *      median, a data value) and a rough sigma s;
- *   2. pass 1 bins every valid pixel by d = v - p (512 bins over -/+ 4 s,
- *      plus under- and overflow), histograms the bins and sums d and d**2
- *      (float64, d clamped to -/+ 4 s);
- *   3. from the histogram: a *core* of bins around the median (-/+ 2.5 robust
- *      sigma) that no clipping interval is expected to cut, and the *band* of
- *      bins that holds every rank the median can take once any of the values
- *      outside the core (the *tails*) are clipped (it moves by at most half
- *      their number);
- *   4. pass 2 extracts the tails, and the band values grouped by bin; the
- *      core sums are the clamped sums less the tails';
- *   5. the iterations run on these: core sums plus a scan of the tails for
+ *      median, a data value) and a rough sigma s. They define 512 bins of
+ *      d = v - p over -/+ 4 s (plus one below and one above), a *core* of
+ *      bins (-/+ 2.4 s) that no clipping interval is expected to cut, and a
+ *      *window* of bins (-/+ 0.45 s) expected to hold the median;
+ *   2. one pass over the pixels histograms the bins, sums d and d**2 over
+ *      the valid pixels (float64, d clamped to -/+ 4 s) and keeps the
+ *      *candidates*: the pixels outside the core (the *tails*) or in the
+ *      window;
+ *   3. the histogram gives the *band*: the bins holding every rank the
+ *      median can take once any tails are clipped (it moves by at most half
+ *      their number). The candidates give the tails and the band values,
+ *      grouped by bin (if the band is not inside the window, a second pass
+ *      over the pixels extracts them); the core sums are the clamped sums
+ *      less the tails';
+ *   4. the iterations run on these: core sums plus a scan of the tails for
  *      the count and sums, the band for the median (a bin of the band is
  *      sorted when a median first falls in it).
  *
- * If an interval cuts into the core, the core is narrowed and steps 4-5 are
+ * If an interval cuts into the core, the core is narrowed and steps 3-4 are
  * repeated; after a few failures, or when the sub-sample is unusable, every
  * valid value is a tail and the band (the same computation without a core).
  * The result is always the direct computation's, up to the summation order
@@ -52,13 +55,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Regular histogram bins over pivot -/+ HIST_HALF_WIDTH rough sigmas; bin 0
- * is below, NBINS + 1 above, INVALID_BIN holds masked and non-finite pixels. */
+/* Regular bins 1..NBINS over pivot -/+ HIST_HALF_WIDTH rough sigmas; bin 0
+ * holds the values below, bin NBINS + 1 those above. */
 #define NBINS 512
-#define INVALID_BIN (NBINS + 2)
+#define NKINDS (NBINS + 2)
 #define HIST_HALF_WIDTH 4.0
-/* Half width of the core in robust sigmas. */
+/* Half width of the core in robust sigmas (from the histogram). */
 #define CORE_HALF_WIDTH 2.5
+/* Pass 1 keeps the pixels outside pivot -/+ KEPT_HALF_WIDTH rough sigmas and
+ * those in the window where the median is expected: pivot -/+
+ * WINDOW_HALF_WIDTH rough sigmas for the first rows (every FIRST_ROWS_STEP-th
+ * row), then -/+ NARROW_WINDOW_HALF_WIDTH around their median. */
+#define KEPT_HALF_WIDTH 1.8
+#define WINDOW_HALF_WIDTH 0.45
+#define NARROW_WINDOW_HALF_WIDTH 0.2
+#define FIRST_ROWS_STEP 4
 /* At most SUBSAMPLE_SIDE x SUBSAMPLE_SIDE sub-sampled pixels per box. */
 #define SUBSAMPLE_SIDE 8
 /* Fewer valid sub-sampled pixels than this: no core. */
@@ -67,7 +78,7 @@
 #define MAX_RETRIES 3
 /* A narrowed core stays this fraction of the interval half width inside it. */
 #define RETRY_MARGIN 0.15
-/* Bin kinds. */
+/* Bin kinds in a split. */
 #define TAIL 1
 #define BAND 2
 
@@ -91,22 +102,27 @@ typedef struct {
     Py_ssize_t y0, y1, x0, x1;  /* pixels [y0, y1) x [x0, x1) */
 } Box;
 
+/* Bins of d = v - pivot: bin k >= 1 holds [origin + k / inv_width,
+ * origin + (k + 1) / inv_width). */
 typedef struct {
-    double lo;                  /* value of the lower edge of bin 1 */
-    double inv_width;           /* 1 / bin width */
+    double origin;
+    double inv_width;
     double radius;              /* sums clamp d to [-radius, radius] */
 } Frame;
 
 typedef struct {
-    uint16_t *bins;             /* bin of every pixel of the box, row by row */
-    double *tails, *band;       /* one spare slot each */
-    unsigned char *zeros;       /* the mask row of an unmasked image */
+    double *cand;               /* candidates (pass 1), one spare slot */
+    uint16_t *cand_bin;         /* their bins */
+    double *tails, *band;
     double sub[SUBSAMPLE_SIDE * SUBSAMPLE_SIDE];
-    Py_ssize_t hist[NBINS + 3];
-    Py_ssize_t slot[NBINS + 3]; /* next band position of each band bin */
-    Py_ssize_t bucket_end[NBINS + 3];
-    unsigned char kind[NBINS + 3];
-    unsigned char bucket_sorted[NBINS + 3];
+    Py_ssize_t hist[NKINDS];
+    unsigned char is_cand[NKINDS];  /* bins kept as candidates by pass 1 */
+    int window_lo, window_hi;       /* the median window's bins in is_cand */
+    double spread_hint;             /* robust sigma of the previous box, or 0 */
+    unsigned char kind[NKINDS];     /* TAIL | BAND of each bin in a split */
+    Py_ssize_t slot[NKINDS];        /* next band position of each band bin */
+    Py_ssize_t bucket_end[NKINDS];
+    unsigned char bucket_sorted[NKINDS];
 } Scratch;
 
 /* The valid values of a box as core sums, tails and band (relative values). */
@@ -114,7 +130,7 @@ typedef struct {
     Py_ssize_t core_n;
     double core_s1, core_s2;
     double core_lo, core_hi;    /* every core value lies in [core_lo, core_hi] */
-    const double *tails;        /* every valid value outside the core */
+    double *tails;              /* every valid value outside the core */
     Py_ssize_t n_tails;
     double *band;               /* in rank order once the buckets are sorted: */
     Py_ssize_t n_band;          /* band[k] has rank band_rank + k among the */
@@ -243,6 +259,30 @@ sort_doubles(double *a, Py_ssize_t n)
 /* ------------------------------------------------------------------------ */
 /* Passes over the pixels                                                    */
 
+/* min(max(t, lo), hi) for a non-NaN t (one instruction each on x86-64). */
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+static inline double
+clamp(double t, double lo, double hi)
+{
+    return _mm_cvtsd_f64(_mm_min_sd(_mm_max_sd(_mm_set_sd(t), _mm_set_sd(lo)),
+                                    _mm_set_sd(hi)));
+}
+#else
+static inline double
+clamp(double t, double lo, double hi)
+{
+    t = t > lo ? t : lo;
+    return t < hi ? t : hi;
+}
+#endif
+
+static inline int
+bin_of(double d, double origin, double inv_width)
+{
+    return (int)clamp((d - origin) * inv_width, 0.0, NBINS + 1);
+}
+
 /* Valid pixels of the sub-sample grid; returns their number. */
 #define DEFINE_SUBSAMPLE(NAME, TYPE)                                          \
 static Py_ssize_t                                                             \
@@ -263,24 +303,121 @@ NAME(const Image *im, const Box *b, double *out)                              \
     return n;                                                                 \
 }
 
-/* Pass 1: bin every pixel of the box (INVALID_BIN if masked or non-finite),
- * histogram the bins and sum the clamped valid d and d**2 into sums[2];
- * adds the unmasked non-finite pixels to *nonfinite. Prefetches the box
- * `next` (or nothing if NULL). The first inner loop is branch-free so that
- * the compiler vectorises it (with -fopenmp-simd -fno-trapping-math). */
-#define DEFINE_GATHER(NAME, TYPE)                                             \
-static void                                                                   \
+/* Row index of the i-th row processed by pass 1 in a box of h rows: every
+ * FIRST_ROWS_STEP-th row first, then the others. */
+static inline Py_ssize_t
+first_rows_order(Py_ssize_t i, Py_ssize_t h)
+{
+    Py_ssize_t n_first = (h + FIRST_ROWS_STEP - 1) / FIRST_ROWS_STEP;
+    if (i < n_first) return i * FIRST_ROWS_STEP;
+    i -= n_first;       /* i-th row not a multiple of the step */
+    return i / (FIRST_ROWS_STEP - 1) * FIRST_ROWS_STEP + 1 + i % (FIRST_ROWS_STEP - 1);
+}
+
+/* Narrow the median window of pass 1 (is_cand) to -/+ NARROW_WINDOW_HALF_WIDTH
+ * rough sigmas around the median of the pixels histogrammed so far. */
+static void
+narrow_window(Scratch *s, const Frame *f)
+{
+    if (f->inv_width == 0.0 || s->window_hi < s->window_lo) return;
+    Py_ssize_t n = 0, cum = 0;
+    for (int k = 0; k < NKINDS; k++) n += s->hist[k];
+    if (n == 0) return;
+    int k = 0;
+    while (cum + s->hist[k] <= (n - 1) / 2) cum += s->hist[k++];
+    int half = (int)ceil(NARROW_WINDOW_HALF_WIDTH / HIST_HALF_WIDTH * NBINS / 2.0);
+    int lo = k - half > s->window_lo ? k - half : s->window_lo;
+    int hi = k + half < s->window_hi ? k + half : s->window_hi;
+    memset(s->is_cand + s->window_lo, 0, s->window_hi - s->window_lo + 1);
+    if (lo <= hi) memset(s->is_cand + lo, 1, hi - lo + 1);
+}
+
+/* The work of pass 1 on one valid pixel of value D (less the pivot), summed
+ * into S1, S2. */
+#define SCAN_PIXEL(D, S1, S2)                                                 \
+    do {                                                                      \
+        int k_ = bin_of(D, origin, inv_width);                                \
+        double c_ = clamp(D, -radius, radius);                                \
+        hist[k_]++;                                                           \
+        S1 += c_;                                                             \
+        S2 += c_ * c_;                                                        \
+        cand[nc] = (D);                                                       \
+        cand_bin[nc] = (uint16_t)k_;                                          \
+        nc += is_cand[k_];                                                    \
+    } while (0)
+
+/* Pass 1 on the pixel X of the row if valid (VALID is 1 or its mask test). */
+#define SCAN_IF_VALID(X, VALID, S1, S2)                                       \
+    do {                                                                      \
+        double dx_ = (double)row[X] - pivot;                                  \
+        if ((VALID) && dx_ - dx_ == 0.0) SCAN_PIXEL(dx_, S1, S2);            \
+        else bad += (VALID);                                                  \
+    } while (0)
+
+/* Pass 1 on the pixel X of a row known to be valid. */
+#define SCAN_VALID(X, S1, S2)                                                 \
+    do {                                                                      \
+        double dx_ = (double)row[X] - pivot;                                  \
+        SCAN_PIXEL(dx_, S1, S2);                                              \
+    } while (0)
+
+/* Number of non-finite values in a row segment (exponent bits all set);
+ * branch-free, so that the compiler vectorises it. */
+static Py_ssize_t
+count_nonfinite_f32(const float *row, Py_ssize_t w)
+{
+    Py_ssize_t count = 0;
+    for (Py_ssize_t x = 0; x < w; x++) {
+        uint32_t u;
+        memcpy(&u, row + x, sizeof(u));
+        count += (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return count;
+}
+
+static Py_ssize_t
+count_nonfinite_f64(const double *row, Py_ssize_t w)
+{
+    Py_ssize_t count = 0;
+    for (Py_ssize_t x = 0; x < w; x++) {
+        uint64_t u;
+        memcpy(&u, row + x, sizeof(u));
+        count += (u & 0x7ff0000000000000u) == 0x7ff0000000000000u;
+    }
+    return count;
+}
+
+/* Whether any of the w bytes is non-zero (branch-free, vectorised). */
+static int
+any_set(const unsigned char *m, Py_ssize_t w)
+{
+    unsigned char acc = 0;
+    for (Py_ssize_t x = 0; x < w; x++) acc |= m[x];
+    return acc != 0;
+}
+
+/* Pass 1: histogram the bins of the valid pixels, sum their clamped d and
+ * d**2 into sums[2], keep the candidates (bins with is_cand set); returns the
+ * number of candidates and adds the unmasked non-finite pixels to
+ * *nonfinite. Prefetches the box `next` (unless NULL). Two chains of sums,
+ * so that their latency does not limit the loop. */
+#define DEFINE_SCAN(NAME, TYPE, COUNT_NONFINITE)                              \
+static Py_ssize_t                                                             \
 NAME(const Image *im, const Box *b, const Box *next, double pivot,            \
      const Frame *f, Scratch *s, double sums[2], Py_ssize_t *nonfinite)       \
 {                                                                             \
-    const double lo = f->lo, inv_width = f->inv_width, radius = f->radius;    \
-    Py_ssize_t w = b->x1 - b->x0, bad = 0;                                    \
-    double s1 = 0.0, s2 = 0.0;                                                \
-    for (Py_ssize_t y = b->y0; y < b->y1; y++) {                              \
+    const double origin = f->origin, inv_width = f->inv_width, radius = f->radius; \
+    Py_ssize_t *restrict hist = s->hist;                                      \
+    double *restrict cand = s->cand;                                          \
+    uint16_t *restrict cand_bin = s->cand_bin;                                \
+    const unsigned char *restrict is_cand = s->is_cand;                       \
+    Py_ssize_t w = b->x1 - b->x0, nc = 0, bad = 0;                            \
+    double s1a = 0.0, s2a = 0.0, s1b = 0.0, s2b = 0.0;                        \
+    for (Py_ssize_t i = 0; i < b->y1 - b->y0; i++) {                          \
+        Py_ssize_t y = b->y0 + first_rows_order(i, b->y1 - b->y0);           \
+        if (i == (b->y1 - b->y0 + FIRST_ROWS_STEP - 1) / FIRST_ROWS_STEP)     \
+            narrow_window(s, f);                                              \
         const TYPE *row = (const TYPE *)(im->data + y * im->stride) + b->x0; \
-        const unsigned char *mrow = im->mask == NULL ? s->zeros               \
-            : im->mask + y * im->mask_stride + b->x0;                         \
-        uint16_t *kb = s->bins + (y - b->y0) * w;                             \
         Py_ssize_t ny = next ? next->y0 + (y - b->y0) : 0;                    \
         if (next && ny < next->y1) {                                          \
             const char *p = im->data + ny * im->stride                        \
@@ -289,48 +426,67 @@ NAME(const Image *im, const Box *b, const Box *next, double pivot,            \
             for (Py_ssize_t o = 0; o < bytes; o += 64) PREFETCH(p + o);       \
             if (im->mask) PREFETCH(im->mask + ny * im->mask_stride + next->x0); \
         }                                                                     \
-        _Pragma("omp simd reduction(+:s1, s2, bad)")                          \
-        for (Py_ssize_t x = 0; x < w; x++) {                                  \
-            double d = (double)row[x] - pivot;                                \
-            int unmasked = mrow[x] == 0, finite = d - d == 0.0;               \
-            int ok = unmasked & finite;                                       \
-            double t = (d - lo) * inv_width;                                  \
-            t = t >= -1.0 ? t : -1.0;       /* NaN -> -1 */                   \
-            t = t <= NBINS ? t : NBINS;                                       \
-            int k = (int)(t + 1.0);                                           \
-            kb[x] = (uint16_t)(ok ? k : INVALID_BIN);                         \
-            double c = d >= -radius ? d : -radius;                            \
-            c = c <= radius ? c : radius;                                     \
-            c = ok ? c : 0.0;                                                 \
-            s1 += c;                                                          \
-            s2 += c * c;                                                      \
-            bad += unmasked & !finite;                                        \
+        const unsigned char *mrow = im->mask == NULL ? NULL                   \
+            : im->mask + y * im->mask_stride + b->x0;                         \
+        Py_ssize_t x = 0;                                                     \
+        if ((mrow == NULL || !any_set(mrow, w)) && COUNT_NONFINITE(row, w) == 0) { \
+            for (; x + 2 <= w; x += 2) {                                      \
+                SCAN_VALID(x, s1a, s2a);                                      \
+                SCAN_VALID(x + 1, s1b, s2b);                                  \
+            }                                                                 \
+            if (x < w) SCAN_VALID(x, s1a, s2a);                               \
         }                                                                     \
-        for (Py_ssize_t x = 0; x < w; x++) s->hist[kb[x]]++;                  \
+        else if (mrow == NULL) {                                              \
+            for (; x < w; x++) SCAN_IF_VALID(x, 1, s1a, s2a);                 \
+        }                                                                     \
+        else {                                                                \
+            for (; x < w; x++) SCAN_IF_VALID(x, !mrow[x], s1a, s2a);          \
+        }                                                                     \
     }                                                                         \
-    sums[0] = s1;                                                             \
-    sums[1] = s2;                                                             \
+    sums[0] = s1a + s1b;                                                      \
+    sums[1] = s2a + s2b;                                                      \
     *nonfinite += bad;                                                        \
+    return nc;                                                                \
 }
 
-/* Pass 2: append the pixels of TAIL bins to tails, place those of BAND bins
- * at their bin's slot; returns the number of tails. */
+/* Place a value of bin K of a split: append it to the tails if a TAIL bin,
+ * put it at its bin's band slot if a BAND bin (branch-free: the slot of any
+ * other bin is the spare one at the end of the band). */
+#define PLACE(D, K)                                                           \
+    do {                                                                      \
+        double d_ = (D);                                                      \
+        int k_ = (K), kind_ = kind[k_];                                       \
+        Py_ssize_t slot_ = slot[k_];                                          \
+        tails[nt] = d_;                                                       \
+        nt += kind_ & TAIL;                                                   \
+        band[slot_] = d_;                                                     \
+        slot[k_] = slot_ + (kind_ >> 1);                                      \
+    } while (0)
+
+/* Local copies of the scratch arrays used by PLACE. */
+#define PLACE_ARRAYS(S)                                                       \
+    const unsigned char *restrict kind = (S)->kind;                           \
+    Py_ssize_t *restrict slot = (S)->slot;                                    \
+    double *restrict tails = (S)->tails;                                      \
+    double *restrict band = (S)->band
+
+/* Pass 2 (when the candidates are not enough): place every valid pixel;
+ * returns the number of tails. */
 #define DEFINE_EXTRACT(NAME, TYPE)                                            \
 static Py_ssize_t                                                             \
-NAME(const Image *im, const Box *b, double pivot, Scratch *s)                 \
+NAME(const Image *im, const Box *b, double pivot, const Frame *f, Scratch *s) \
 {                                                                             \
-    Py_ssize_t w = b->x1 - b->x0, nt = 0;                                     \
+    const double origin = f->origin, inv_width = f->inv_width;                \
+    PLACE_ARRAYS(s);                                                          \
+    Py_ssize_t nt = 0;                                                        \
     for (Py_ssize_t y = b->y0; y < b->y1; y++) {                              \
-        const TYPE *row = (const TYPE *)(im->data + y * im->stride) + b->x0; \
-        const uint16_t *kb = s->bins + (y - b->y0) * w;                       \
-        for (Py_ssize_t x = 0; x < w; x++) {                                  \
-            int k = kb[x], kind = s->kind[k];                                 \
-            if (kind) {                                                       \
-                double d = (double)row[x] - pivot;                            \
-                s->tails[nt] = d;                                             \
-                nt += kind & TAIL;                                            \
-                if (kind & BAND) s->band[s->slot[k]++] = d;                   \
-            }                                                                 \
+        const TYPE *row = (const TYPE *)(im->data + y * im->stride);         \
+        const unsigned char *mrow = im->mask ? im->mask + y * im->mask_stride \
+                                             : NULL;                          \
+        for (Py_ssize_t x = b->x0; x < b->x1; x++) {                          \
+            double d = (double)row[x] - pivot;                                \
+            if ((mrow != NULL && mrow[x]) || d - d != 0.0) continue;          \
+            PLACE(d, bin_of(d, origin, inv_width));                           \
         }                                                                     \
     }                                                                         \
     return nt;                                                                \
@@ -338,8 +494,8 @@ NAME(const Image *im, const Box *b, double pivot, Scratch *s)                 \
 
 DEFINE_SUBSAMPLE(subsample_f32, float)
 DEFINE_SUBSAMPLE(subsample_f64, double)
-DEFINE_GATHER(gather_f32, float)
-DEFINE_GATHER(gather_f64, double)
+DEFINE_SCAN(scan_f32, float, count_nonfinite_f32)
+DEFINE_SCAN(scan_f64, double, count_nonfinite_f64)
 DEFINE_EXTRACT(extract_f32, float)
 DEFINE_EXTRACT(extract_f64, double)
 
@@ -348,10 +504,13 @@ DEFINE_EXTRACT(extract_f64, double)
 
 /* Split the n valid values of a box: core = bins [c0, c1] (none if c1 < c0);
  * band = the bins holding every rank the median can take when tails are
- * clipped (all bins without a core). */
+ * clipped (all bins without a core). The values come from the n_cand
+ * candidates of pass 1 when these include every TAIL or BAND bin, else from
+ * a second pass over the pixels. */
 static void
 split_box(const Image *im, const Box *b, double pivot, const Frame *f,
-          const double sums[2], Py_ssize_t n, int c0, int c1, Scratch *s, Split *sp)
+          const double sums[2], Py_ssize_t n, Py_ssize_t n_cand, int c0, int c1,
+          Scratch *s, Split *sp)
 {
     const Py_ssize_t *hist = s->hist;
     int no_core = c1 < c0, b0 = 0, b1 = NBINS + 1;
@@ -369,9 +528,9 @@ split_box(const Image *im, const Box *b, double pivot, const Frame *f,
         while (cum + hist[k] <= r_hi) cum += hist[k++];
         b1 = k;
     }
-    memset(s->kind, TAIL, NBINS + 2);
+    memset(s->kind, TAIL, NKINDS);
     if (!no_core) memset(s->kind + c0, 0, c1 - c0 + 1);
-    s->kind[INVALID_BIN] = 0;
+    for (int k = 0; k < NKINDS; k++) s->slot[k] = n;     /* the spare slot */
     Py_ssize_t pos = 0;
     for (int k = b0; k <= b1; k++) {
         s->kind[k] |= BAND;
@@ -380,13 +539,25 @@ split_box(const Image *im, const Box *b, double pivot, const Frame *f,
         s->bucket_end[k - b0] = pos;
     }
     memset(s->bucket_sorted, 0, b1 - b0 + 1);
-    Py_ssize_t nt = im->is_double ? extract_f64(im, b, pivot, s) : extract_f32(im, b, pivot, s);
+
+    int covered = 1;
+    for (int k = 0; k < NKINDS; k++) covered &= (s->kind[k] == 0) | s->is_cand[k];
+    Py_ssize_t nt = 0;
+    if (covered) {
+        PLACE_ARRAYS(s);
+        const double *cand = s->cand;
+        const uint16_t *cand_bin = s->cand_bin;
+        for (Py_ssize_t i = 0; i < n_cand; i++) PLACE(cand[i], cand_bin[i]);
+    }
+    else {
+        nt = im->is_double ? extract_f64(im, b, pivot, f, s) : extract_f32(im, b, pivot, f, s);
+    }
 
     double c1s = sums[0], c2s = sums[1];
     for (Py_ssize_t i = 0; i < nt; i++) {
         double t = s->tails[i];
-        t = t >= -f->radius ? t : -f->radius;
-        t = t <= f->radius ? t : f->radius;
+        t = t > -f->radius ? t : -f->radius;
+        t = t < f->radius ? t : f->radius;
         c1s -= t;
         c2s -= t * t;
     }
@@ -395,8 +566,8 @@ split_box(const Image *im, const Box *b, double pivot, const Frame *f,
     sp->core_s1 = no_core ? 0.0 : c1s;
     sp->core_s2 = no_core ? 0.0 : c2s;
     /* Half a bin of margin covers the rounding of the bin computation. */
-    sp->core_lo = no_core ? INFINITY : f->lo + (c0 - 1.5) * width;
-    sp->core_hi = no_core ? -INFINITY : f->lo + (c1 + 0.5) * width;
+    sp->core_lo = no_core ? INFINITY : f->origin + (c0 - 0.5) * width;
+    sp->core_hi = no_core ? -INFINITY : f->origin + (c1 + 1.5) * width;
     sp->tails = s->tails;
     sp->n_tails = nt;
     sp->band = s->band;
@@ -431,9 +602,8 @@ static double
 recentre(Split *sp, Py_ssize_t n)
 {
     double centre = band_value(sp, (n - 1) / 2);
-    double *tails = (double *)sp->tails;
     for (Py_ssize_t i = 0; i < n; i++) {
-        tails[i] -= centre;
+        sp->tails[i] -= centre;
         sp->band[i] -= centre;
     }
     return centre;
@@ -528,37 +698,17 @@ sigma_clip(const Split *sp, double sigma, int maxiters, int intersect,
 /* ------------------------------------------------------------------------ */
 /* One box                                                                   */
 
-/* Bins holding ranks r0 <= r1 <= r2. */
-static void
-quantile_bins(const Py_ssize_t *hist, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t r2,
-              int *k0, int *k1, int *k2)
-{
-    Py_ssize_t cum = 0;
-    int k = 0;
-    while (cum + hist[k] <= r0) cum += hist[k++];
-    *k0 = k;
-    while (cum + hist[k] <= r1) cum += hist[k++];
-    *k1 = k;
-    while (cum + hist[k] <= r2) cum += hist[k++];
-    *k2 = k;
-}
-
-/* Bin coordinate of a value (bin k covers [k - 1, k)), clamped. */
+/* Pivot (sub-sample median) and rough sigma of a box: `hint` if positive
+ * (the robust sigma of the previous box), else from the sub-sample's
+ * quantiles; 0 if the sub-sample is too small. */
 static double
-bin_coordinate(double d, const Frame *f)
-{
-    double t = (d - f->lo) * f->inv_width;
-    return t < -2.0 ? -2.0 : (t > NBINS + 2.0 ? NBINS + 2.0 : t);
-}
-
-/* Pivot and rough sigma of a box from its sub-sample (spread 0 if unusable). */
-static double
-subsample_spread(const Image *im, const Box *b, Scratch *s, double *pivot)
+subsample_spread(const Image *im, const Box *b, Scratch *s, double hint, double *pivot)
 {
     Py_ssize_t ns = im->is_double ? subsample_f64(im, b, s->sub)
                                   : subsample_f32(im, b, s->sub);
     *pivot = ns ? select_kth(s->sub, ns, (ns - 1) / 2) : 0.0;
     if (ns < MIN_SUBSAMPLE) return 0.0;
+    if (hint > 0.0) return hint;
     Py_ssize_t mid = (ns - 1) / 2;
     double q16 = select_kth(s->sub, mid, (Py_ssize_t)(0.1587 * (ns - 1)));
     double q84 = select_kth(s->sub + mid, ns - mid, (Py_ssize_t)(0.8413 * (ns - 1)) - mid);
@@ -574,6 +724,29 @@ subsample_spread(const Image *im, const Box *b, Scratch *s, double *pivot)
     return isfinite(spread) ? spread : 0.0;
 }
 
+/* Bins holding ranks r0 <= r1 <= r2. */
+static void
+quantile_bins(const Py_ssize_t *hist, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t r2,
+              int *k0, int *k1, int *k2)
+{
+    Py_ssize_t cum = 0;
+    int k = 0;
+    while (cum + hist[k] <= r0) cum += hist[k++];
+    *k0 = k;
+    while (cum + hist[k] <= r1) cum += hist[k++];
+    *k1 = k;
+    while (cum + hist[k] <= r2) cum += hist[k++];
+    *k2 = k;
+}
+
+/* Bin position of a value (clamped to just outside the bins). */
+static double
+bin_position(double d, const Frame *f)
+{
+    double t = (d - f->origin) * f->inv_width;
+    return t < -1.0 ? -1.0 : (t > NBINS + 2.0 ? NBINS + 2.0 : t);
+}
+
 /* Statistics of one box; returns 1 if it was done without a core. */
 static int
 box_stats(const Image *im, const Box *b, const Box *next, double sigma, int maxiters,
@@ -581,17 +754,27 @@ box_stats(const Image *im, const Box *b, const Box *next, double sigma, int maxi
           Py_ssize_t *nonfinite)
 {
     double pivot, sums[2];
-    double spread = subsample_spread(im, b, s, &pivot);
-    Frame f = {0.0, 0.0, 0.0};
+    double spread = subsample_spread(im, b, s, s->spread_hint, &pivot);
+    s->spread_hint = 0.0;
+    Frame f = {0.0, 0.0, 0.0};          /* every value in bin 0 */
+    memset(s->is_cand, 1, NKINDS);
     if (spread > 0.0) {
         f.radius = HIST_HALF_WIDTH * spread;
-        f.lo = -f.radius;
         f.inv_width = NBINS / (2.0 * f.radius);
+        f.origin = -f.radius - 1.0 / f.inv_width;
+        int k0 = (int)ceil(bin_position(-KEPT_HALF_WIDTH * spread, &f));
+        int k1 = (int)floor(bin_position(KEPT_HALF_WIDTH * spread, &f)) - 1;
+        s->window_lo = (int)bin_position(-WINDOW_HALF_WIDTH * spread, &f);
+        s->window_hi = (int)bin_position(WINDOW_HALF_WIDTH * spread, &f);
+        memset(s->is_cand + k0, 0, k1 - k0 + 1);
+        memset(s->is_cand + s->window_lo, 1, s->window_hi - s->window_lo + 1);
     }
     memset(s->hist, 0, sizeof(s->hist));
-    if (im->is_double) gather_f64(im, b, next, pivot, &f, s, sums, nonfinite);
-    else gather_f32(im, b, next, pivot, &f, s, sums, nonfinite);
-    Py_ssize_t n = (b->y1 - b->y0) * (b->x1 - b->x0) - s->hist[INVALID_BIN];
+    Py_ssize_t n_cand = im->is_double
+        ? scan_f64(im, b, next, pivot, &f, s, sums, nonfinite)
+        : scan_f32(im, b, next, pivot, &f, s, sums, nonfinite);
+    Py_ssize_t n = 0;
+    for (int k = 0; k < NKINDS; k++) n += s->hist[k];
     *n_good = 0;
     *bkg = *rms = NAN;
     if (n == 0) return 0;
@@ -599,29 +782,34 @@ box_stats(const Image *im, const Box *b, const Box *next, double sigma, int maxi
     Split sp;
     SetStats st;
     double cut_lo, cut_hi;
-    int status = BAND_MISSED, coreless = 0;
+    int status = BAND_MISSED, coreless = 0, c0 = 1, c1 = 0;
     if (spread > 0.0) {
+        /* Core: median -/+ CORE_HALF_WIDTH robust sigmas, in whole bins
+         * (bin k covers positions [k, k + 1)). */
         int k16, k50, k84;
         quantile_bins(s->hist, (Py_ssize_t)(0.1587 * (n - 1)), (n - 1) / 2,
                       (Py_ssize_t)(0.8413 * (n - 1)), &k16, &k50, &k84);
-        double half = CORE_HALF_WIDTH * 0.5 * (k84 - k16), centre = k50 - 0.5;
-        int c0 = (int)ceil(centre - half) + 1, c1 = (int)floor(centre + half);
-        for (int attempt = 0; attempt <= MAX_RETRIES; attempt++) {
-            c0 = c0 < 1 ? 1 : c0;
-            c1 = c1 > NBINS ? NBINS : c1;
-            if (c1 < c0) break;
-            split_box(im, b, pivot, &f, sums, n, c0, c1, s, &sp);
-            status = sigma_clip(&sp, sigma, maxiters, intersect, &st, &cut_lo, &cut_hi);
-            if (status != CORE_CUT) break;
-            double margin = RETRY_MARGIN * 0.5 * (cut_hi - cut_lo);
-            int n0 = (int)ceil(bin_coordinate(cut_lo + margin, &f) + 1.5);
-            int n1 = (int)floor(bin_coordinate(cut_hi - margin, &f) - 0.5);
-            c0 = n0 > c0 ? n0 : c0;
-            c1 = n1 < c1 ? n1 : c1;
-        }
+        double half = CORE_HALF_WIDTH * 0.5 * (k84 - k16), centre = k50 + 0.5;
+        c0 = (int)ceil(centre - half);
+        c1 = (int)floor(centre + half) - 1;
+        c0 = c0 < 1 ? 1 : c0;
+        c1 = c1 > NBINS ? NBINS : c1;
+        if (k16 >= 1 && k84 <= NBINS)
+            s->spread_hint = 0.5 * (k84 - k16) / f.inv_width;
+    }
+    for (int attempt = 0; attempt <= MAX_RETRIES && c0 <= c1; attempt++) {
+        split_box(im, b, pivot, &f, sums, n, n_cand, c0, c1, s, &sp);
+        status = sigma_clip(&sp, sigma, maxiters, intersect, &st, &cut_lo, &cut_hi);
+        if (status != CORE_CUT) break;
+        /* Keep the core RETRY_MARGIN of the interval inside it. */
+        double margin = RETRY_MARGIN * 0.5 * (cut_hi - cut_lo);
+        int n0 = (int)ceil(bin_position(cut_lo + margin, &f) + 0.5);
+        int n1 = (int)floor(bin_position(cut_hi - margin, &f) - 1.5);
+        c0 = n0 > c0 ? n0 : c0;
+        c1 = n1 < c1 ? n1 : c1;
     }
     if (status != OK) {
-        split_box(im, b, pivot, &f, sums, n, 1, 0, s, &sp);
+        split_box(im, b, pivot, &f, sums, n, n_cand, 1, 0, s, &sp);
         pivot += recentre(&sp, n);
         sigma_clip(&sp, sigma, maxiters, intersect, &st, &cut_lo, &cut_hi);
         coreless = 1;
@@ -729,12 +917,12 @@ box_statistics(PyObject *self, PyObject *args)
     Py_ssize_t npix = by * bx;
     s = PyMem_RawCalloc(1, sizeof(Scratch));
     if (s != NULL) {
-        s->bins = PyMem_RawMalloc(npix * sizeof(uint16_t));
+        s->cand = PyMem_RawMalloc((npix + 1) * sizeof(double));
+        s->cand_bin = PyMem_RawMalloc((npix + 1) * sizeof(uint16_t));
         s->tails = PyMem_RawMalloc((npix + 1) * sizeof(double));
         s->band = PyMem_RawMalloc((npix + 1) * sizeof(double));
-        s->zeros = PyMem_RawCalloc(bx, 1);
     }
-    if (s == NULL || !s->bins || !s->tails || !s->band || !s->zeros) {
+    if (s == NULL || !s->cand || !s->cand_bin || !s->tails || !s->band) {
         PyErr_NoMemory();
         goto done;
     }
@@ -762,10 +950,10 @@ box_statistics(PyObject *self, PyObject *args)
 
 done:
     if (s != NULL) {
-        PyMem_RawFree(s->bins);
+        PyMem_RawFree(s->cand);
+        PyMem_RawFree(s->cand_bin);
         PyMem_RawFree(s->tails);
         PyMem_RawFree(s->band);
-        PyMem_RawFree(s->zeros);
         PyMem_RawFree(s);
     }
     if (n_view.obj) PyBuffer_Release(&n_view);

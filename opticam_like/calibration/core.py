@@ -403,7 +403,7 @@ def _apply_masters(frame, raw, flags, calibration):
     return data, flags, info, steps, bias_subtracted, dark_electrons
 
 
-def calibrate(frame, calibration=None, *, remove_cosmic_rays=None):
+def calibrate(frame, calibration=None, *, remove_cosmic_rays=None, cosmic_ray_pixels=None):
     """Calibrate a raw frame to electrons and flag its pixels.
 
     Parameters
@@ -419,6 +419,9 @@ def calibrate(frame, calibration=None, *, remove_cosmic_rays=None):
         in e- of this frame, existing flags as mask). None uses the set's setting (False
         without a set). Without a set the image still holds the bias level, which L.A.Cosmic
         takes for signal: its noise is overestimated and faint hits are missed.
+    cosmic_ray_pixels : ndarray of int, optional
+        Flat indices of pixels already found to be hit in an earlier pass over this frame:
+        they are flagged ``COSMIC_RAY`` and L.A.Cosmic is not run again.
 
     Returns
     -------
@@ -451,7 +454,11 @@ def calibrate(frame, calibration=None, *, remove_cosmic_rays=None):
         options = calibration.cosmic_ray_options
         if remove_cosmic_rays is None:
             remove_cosmic_rays = calibration.remove_cosmic_rays
-    if remove_cosmic_rays:
+    if cosmic_ray_pixels is not None:
+        flags.ravel()[np.asarray(cosmic_ray_pixels, dtype=np.intp)] |= np.uint16(
+            PhotFlag.COSMIC_RAY)
+        steps.append("cosmic_rays")
+    elif remove_cosmic_rays:
         saturated = (flags & np.uint16(PhotFlag.SATURATED)) != 0
         levels = data[saturated & np.isfinite(data)]
         read_noise = info.read_noise if math.isfinite(info.read_noise) else DEFAULT_READ_NOISE
