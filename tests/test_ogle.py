@@ -73,3 +73,19 @@ def test_check_star_rms(reduced):
     lc = ol.DifferentialPhotometer(out, save=False).get_relative_light_curve(
         "I", _catalog_id(out, CHECK_C1), [_catalog_id(out, COMP_C2)])
     assert np.std(lc["delta_mag"][lc["flags"] == 0]) <= 0.015
+
+
+def test_analyzer_period_and_barycentric_times(reduced):
+    """The Analyzer gives the Cepheid's period from the Reducer's light curve, and the Reducer's
+    BJD_TDB sits TT-UTC plus the barycentric-minus-heliocentric light time (66.0-66.3 s) after
+    the header's HELJD for every frame."""
+    from astropy.io import fits
+    out, _ = reduced
+    lc = ol.DifferentialPhotometer(out, save=False).get_relative_light_curve(
+        "I", _catalog_id(out, CEPHEID))
+    frequency, error = ol.Analyzer({"I": lc}).best_frequency("I", 0.05, 2.0)
+    assert 1 / frequency.to_value("1/d") == pytest.approx(3.78, abs=0.01)
+    table = Table.read(out / "lcs" / "I_aperture_1.5fwhm.fits", astropy_native=True)
+    heljd = np.array([fits.getheader(OGLE / "frames" / name)["HELJD"] for name in table["file"]])
+    difference = (table["bjd_tdb"].jd - heljd) * 86400
+    assert np.all((difference > 65.9) & (difference < 66.35))

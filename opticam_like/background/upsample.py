@@ -12,8 +12,9 @@ factor is an integer, so every mesh cell of ``box`` output pixels uses the
 same weights on a window of five consecutive coefficients: the whole
 expansion is a small coefficient grid followed by two banded products, the
 second one ``(n_mesh_x * rows, 6) @ (6, box)`` matrix products over blocks of
-image rows (the sixth column adds back an offset that keeps float32 rounding
-at the output's ulp). The matrices depend only on ``(mesh length, box)`` and are cached.
+image rows, made by one batched ``matmul`` (the sixth column adds back an
+offset that keeps float32 rounding at the output's ulp). The matrices depend
+only on ``(mesh length, box)`` and are cached.
 
 References
 ----------
@@ -109,7 +110,8 @@ class SplineUpsampler:
         self.shape = tuple(int(v) for v in shape)
         self.box_size = tuple(int(v) for v in box_size)
         self.mesh_shape = tuple(int(v) for v in mesh_shape)
-        self._extend_y, self._taps_y = _axis_operator(self.mesh_shape[0], self.box_size[0])
+        self._extend_y, taps_y = _axis_operator(self.mesh_shape[0], self.box_size[0])
+        self._taps_y_t = np.ascontiguousarray(taps_y.T)         # (by, 5)
         self._extend_x, self._taps_x = _axis_operator(self.mesh_shape[1], self.box_size[1])
 
     def __call__(self, mesh, dtype=np.float32):
@@ -136,20 +138,29 @@ class SplineUpsampler:
         offset = float(np.median(mesh)) if np.dtype(dtype) == np.float32 else 0.0
         coeffs = self._extend_y @ mesh @ self._extend_x.T          # (my + 4, mx + 4)
         window_y = np.lib.stride_tricks.sliding_window_view(coeffs, 5, axis=0)
-        rows = np.einsum("cjk,kr->crj", window_y, self._taps_y).reshape(my * by, mx + 4)
-        windows = np.empty((ny, mx, 6), dtype=dtype)
-        windows[..., :5] = np.lib.stride_tricks.sliding_window_view(rows[:ny] - offset, 5, axis=1)
-        windows[..., 5] = 1.0
+        rows = np.matmul(self._taps_y_t, window_y.transpose(0, 2, 1)).reshape(my * by, mx + 4)
+        rows = (rows[:ny] - offset).astype(dtype)
+        # windows[k, y, c] = rows[y, c + k]: as a (ny * mx, 6) matrix (Fortran
+        # order) it holds the six factors of every output cell of a row.
+        windows = np.empty((6, ny, mx), dtype=dtype)
+        for k in range(5):
+            windows[k] = rows[:, k:k + mx]
+        windows[5] = 1.0
+        windows = windows.reshape(6, ny * mx).T
         taps = np.empty((6, bx), dtype=dtype)
         taps[:5] = self._taps_x
         taps[5] = offset
-        # Products small enough that BLAS stays on one thread (cheap and safe
-        # on a loaded machine or inside worker processes).
         image = np.empty((ny, mx * bx), dtype=dtype)
-        step = max(1, _SINGLE_THREAD_GEMM // (mx * 6 * bx))
-        for i in range(0, ny, step):
-            np.matmul(windows[i:i + step].reshape(-1, 6), taps,
-                      out=image[i:i + step].reshape(-1, bx))
+        cells = image.reshape(ny * mx, bx)
+        # Products small enough that BLAS stays on one thread (cheap and safe
+        # on a loaded machine or inside worker processes), in one batch.
+        block = max(1, _SINGLE_THREAD_GEMM // (6 * bx))
+        n_full = (ny * mx) // block * block
+        if n_full:
+            np.matmul(windows[:n_full].reshape(-1, block, 6), taps,
+                      out=cells[:n_full].reshape(-1, block, bx))
+        if n_full < ny * mx:
+            np.matmul(windows[n_full:], taps, out=cells[n_full:])
         if mx * bx != nx:
             image = np.ascontiguousarray(image[:, :nx])
         np.clip(image, lo, hi, out=image)
