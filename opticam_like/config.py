@@ -31,7 +31,11 @@ import tomllib
 
 import tomli_w
 
+from .background.local import AnnulusBackground
 from .instruments import ConfigError
+from .photometry.optimal import OptimalPhotometer
+from .photometry.photometers import AperturePhotometer
+from .photometry.psf import PSFPhotometer
 
 __all__ = ["load_config", "dump_config", "photometers_from_config", "SCHEMA", "ConfigError"]
 
@@ -209,11 +213,6 @@ def photometers_from_config(entries, source="<config>"):
         Unknown type or keyword, or an invalid value (the message names the file, the table
         number and the keyword).
     """
-    from .background.local import AnnulusBackground
-    from .photometry.optimal import OptimalPhotometer
-    from .photometry.photometers import AperturePhotometer
-    from .photometry.psf import PSFPhotometer
-
     classes = {"aperture": AperturePhotometer, "optimal": OptimalPhotometer,
                "psf": PSFPhotometer}
     photometers = []

@@ -20,20 +20,19 @@ import time
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table, vstack
+from astropy.table import Table
 from astropy.time import Time
 
-from .alignment import Transform, StackAccumulator
-from .background import DefaultBackground
+from .alignment import StackAccumulator
+from .background import DefaultBackground, PhotutilsBackground, SExtractorExactBackground
 from .calibration import CalibrationSet
 from .catalog import (catalog_from_stack, choose_reference, guide_stars, interpolate_matrices,
                       transforms_table)
 from .config import dump_config, load_config, photometers_from_config, validate_config
 from .detection import DefaultFinder
 from .flags import PhotFlag
-from .frames import FrameError
 from .instruments import ConfigError, load_profile, profile_from_mapping
-from .outputs import software_versions, write_json, write_table, write_text
+from .outputs import atomic_path, software_versions, write_json, write_table, write_text
 from .parallel import FrameFailure, WorkerPool
 from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
@@ -539,7 +538,6 @@ class _StackFactory:
 
 
 def _background_from_config(section):
-    from .background import PhotutilsBackground, SExtractorExactBackground
     estimator = section.get("estimator", "default")
     kwargs = {k: section[k] for k in ("box_size", "filter_size") if k in section}
     classes = {"default": DefaultBackground, "photutils": PhotutilsBackground,
@@ -610,7 +608,6 @@ def _matrices(transforms):
 
 
 def _write_image(mean, count, path):
-    from .outputs import atomic_path
     hdus = fits.HDUList([fits.PrimaryHDU(mean.astype(np.float32)),
                          fits.ImageHDU(np.asarray(count, dtype=np.int32), name="COUNT")])
     hdus[0].header["BUNIT"] = "electron"

@@ -1,7 +1,6 @@
 import functools
 import os
 
-import numpy as np
 import pytest
 
 from opticam_like.frames import FrameError
