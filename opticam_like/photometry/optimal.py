@@ -22,7 +22,6 @@ import numpy as np
 
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
-from .noise import pixel_variance
 from .psf import (PSF_MODELS, aperture_correction, frame_profile, source_stamps,
                   weighted_flux)
 
@@ -120,9 +119,8 @@ class OptimalPhotometer:
         ValueError
             The frame FWHM is not positive.
         """
-        level, n_sky, median, flags = frame.local_level(self.local_background)
-        sigma2, method = pixel_variance(frame.sky + level, frame.sky_rms, frame.dark,
-                                        frame.read_noise, frame.bias_subtracted)
+        level, n_sky, median, flags, sigma2, method = frame.local_sky(self.local_background)
+        flags = flags.copy()
         profile, info = frame_profile(frame, self.psf, self.beta, level, flags)
         radius = self.fwhm_scale * frame.fwhm
         meta = {"noise_method": method, "radius": self.correction_radius * frame.fwhm,

@@ -8,6 +8,7 @@ computed once whatever the number of photometers.
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,7 +17,35 @@ from ..flags import PhotFlag
 from .kernels import circular_aperture_sums
 from .noise import flux_variance, pixel_variance
 
-__all__ = ["MeasureInput", "AperturePhotometer"]
+__all__ = ["MeasureInput", "LocalSky", "AperturePhotometer"]
+
+
+class LocalSky(NamedTuple):
+    """Sky around every source of a frame, as every photometer needs it.
+
+    Attributes
+    ----------
+    level : ndarray, shape (N,)
+        Local residual level per pixel over the global background (e-); 0 where unmeasured.
+    n_sky : ndarray, shape (N,)
+        Pixels behind the level.
+    median : bool
+        Whether the level is a median (its variance then carries the factor pi/2).
+    flags : ndarray of int32, shape (N,)
+        ``BAD_BACKGROUND`` where fewer than ``min_pixels`` annulus pixels were usable.
+    sigma2 : ndarray, shape (N,)
+        Per-pixel background variance (e-^2) from the noise model.
+    noise_method : str
+        ``'ccd'`` or ``'measured_rms'`` (see
+        :func:`~opticam_like.photometry.noise.pixel_variance`).
+    """
+
+    level: np.ndarray
+    n_sky: np.ndarray
+    median: bool
+    flags: np.ndarray
+    sigma2: np.ndarray
+    noise_method: str
 
 
 @dataclass(frozen=True)
@@ -77,8 +106,8 @@ class MeasureInput:
         """Number of sources."""
         return len(self.x)
 
-    def local_level(self, estimator):
-        """Local residual sky level around every source (computed once per estimator).
+    def local_sky(self, estimator):
+        """Local sky level and per-pixel noise around every source (once per estimator).
 
         Photometers of one pass that use the same local-background estimator share one
         annulus measurement.
@@ -91,25 +120,23 @@ class MeasureInput:
 
         Returns
         -------
-        level : ndarray, shape (N,)
-            Residual level per pixel (e-), 0 where it could not be measured.
-        n_sky : ndarray, shape (N,)
-            Pixels behind the level.
-        median : bool
-            Whether the level is a median (its variance then carries the factor pi/2).
-        flags : ndarray of int32, shape (N,)
-            ``BAD_BACKGROUND`` where fewer than ``min_pixels`` annulus pixels were usable.
+        LocalSky
         """
-        if estimator is None:
-            return (np.zeros(self.n_sources), np.full(self.n_sources, self.n_sky_global),
-                    True, np.zeros(self.n_sources, dtype=np.int32))
         if estimator not in self._levels:
-            level, _, n_sky = estimator.measure(self.data, self.x, self.y, self.fwhm,
-                                                mask=self.mask)
-            bad = ~(n_sky >= estimator.min_pixels) | ~np.isfinite(level)
-            flags = np.where(bad, PhotFlag.BAD_BACKGROUND, 0).astype(np.int32)
-            self._levels[estimator] = (np.where(np.isfinite(level), level, 0.0), n_sky,
-                                       estimator.median_based, flags)
+            if estimator is None:
+                level = np.zeros(self.n_sources)
+                n_sky = np.full(self.n_sources, self.n_sky_global)
+                median, flags = True, np.zeros(self.n_sources, dtype=np.int32)
+            else:
+                level, _, n_sky = estimator.measure(self.data, self.x, self.y, self.fwhm,
+                                                    mask=self.mask)
+                bad = ~(n_sky >= estimator.min_pixels) | ~np.isfinite(level)
+                flags = np.where(bad, PhotFlag.BAD_BACKGROUND, 0).astype(np.int32)
+                level = np.where(np.isfinite(level), level, 0.0)
+                median = estimator.median_based
+            sigma2, method = pixel_variance(self.sky + level, self.sky_rms, self.dark,
+                                            self.read_noise, self.bias_subtracted)
+            self._levels[estimator] = LocalSky(level, n_sky, median, flags, sigma2, method)
         return self._levels[estimator]
 
 
@@ -184,19 +211,17 @@ class AperturePhotometer:
         flags |= np.where(sums.edge, PhotFlag.EDGE, 0).astype(np.int32)
         if frame.position_flags is not None:
             flags |= frame.position_flags
-        level, n_sky, median, level_flags = frame.local_level(self.local_background)
-        flags |= level_flags
-        flux = sums.sum - level * sums.area
-        sigma2, method = pixel_variance(frame.sky + level, frame.sky_rms, frame.dark,
-                                        frame.read_noise, frame.bias_subtracted)
-        variance = flux_variance(flux, sums.area, sigma2, n_sky, median=median,
+        sky = frame.local_sky(self.local_background)
+        flags |= sky.flags
+        flux = sums.sum - sky.level * sums.area
+        variance = flux_variance(flux, sums.area, sky.sigma2, sky.n_sky, median=sky.median,
                                  noise_area=sums.sum_weights_sq)
         flags |= np.where(~(flux > 0), PhotFlag.NON_POSITIVE, 0).astype(np.int32)
         return {
             "flux": flux,
             "flux_err": np.sqrt(variance),
-            "background": frame.sky + level,
+            "background": frame.sky + sky.level,
             "area": sums.area,
             "flags": flags,
-            "meta": {"radius": radius, "noise_method": method},
+            "meta": {"radius": radius, "noise_method": sky.noise_method},
         }

@@ -36,7 +36,7 @@ from ..background.local import AnnulusBackground
 from ..detection import FWHM_PER_SIGMA, covariance_to_ellipse, moment_covariance
 from ..flags import PhotFlag
 from .kernels import circular_aperture_sums, cutouts
-from .noise import level_variance, pixel_variance
+from .noise import level_variance
 
 __all__ = ["PSF_MODELS", "GaussianProfile", "MoffatProfile", "EPSFProfile", "ProfilePRF",
            "SourceStamps", "source_stamps", "weighted_flux", "usable_guides",
@@ -824,9 +824,8 @@ class PSFPhotometer:
         ValueError
             The frame FWHM is not positive.
         """
-        level, n_sky, median, flags = frame.local_level(self.local_background)
-        sigma2, method = pixel_variance(frame.sky + level, frame.sky_rms, frame.dark,
-                                        frame.read_noise, frame.bias_subtracted)
+        level, n_sky, median, flags, sigma2, method = frame.local_sky(self.local_background)
+        flags = flags.copy()
         profile, info = frame_profile(frame, self.model, self.beta, level, flags)
         half = self.half_size(frame.fwhm)
         meta = {"noise_method": method, "fit_shape": 2 * half + 1, **info}
