@@ -32,7 +32,6 @@ import logging
 import os
 from pathlib import Path
 import re
-import sys
 import tempfile
 import warnings
 
@@ -40,6 +39,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from .. import __version__
 from ..frames import FrameError, image_hdu, open_fits, is_fits_file, read_header
 from ..instruments import load_profile
 from .combine import DEFAULT_MEMORY_LIMIT, chunked_combine
@@ -47,7 +47,7 @@ from .sections import header_sections, overscan_level
 
 __all__ = ["CalibrationError", "CalibrationWarning", "MASTER_KINDS", "MASTER_UNITS",
            "build_masters", "read_master", "master_key", "master_key_from_header",
-           "format_key", "software_version"]
+           "format_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +64,12 @@ IMAGE_TYPE_WORDS = {"bias": ("bias", "zero"), "dark": ("dark",), "flat": ("flat"
 # Header quantities a kind of calibration frame does not need, with the value used instead.
 _NOT_NEEDED = {"bias": {"filter": "", "exposure": 0.0}, "dark": {"filter": ""}, "flat": {}}
 
-_FALLBACK_VERSION = "unknown"
-
-
 class CalibrationError(ValueError):
     """Masters cannot be built, read or applied; the message names the files concerned."""
 
 
 class CalibrationWarning(UserWarning):
     """A calibration input was skipped or a calibration step could not be applied."""
-
-
-def software_version():
-    """``opticam_like.__version__`` when defined, else ``'unknown'``."""
-    package = sys.modules[__name__.partition(".")[0]]
-    return str(getattr(package, "__version__", _FALLBACK_VERSION))
 
 
 def master_key(kind, info):
@@ -187,7 +178,7 @@ class _Options:
     def fingerprint_items(self):
         return {"biassec": self.biassec_keyword, "trimsec": self.trimsec_keyword,
                 "method": self.method, "sigma": self.sigma, "maxiters": self.maxiters,
-                "profile": repr(self.profile), "version": software_version()}
+                "profile": repr(self.profile), "version": __version__}
 
 
 def _collect(source, kind):
@@ -382,7 +373,7 @@ def _write(path, kind, key, data, prepared, fingerprint, upstream, options):
         if name in upstream:
             header[f"{name.upper()}FILE"] = (Path(upstream[name][0]).name, f"master {name} used")
     header["DATE"] = (datetime.now(timezone.utc).isoformat(timespec="seconds"), "build date")
-    header["SOFTVER"] = (software_version(), "opticam_like version")
+    header["SOFTVER"] = (__version__, "opticam_like version")
     header["PROFILE"] = (options.profile.name, "instrument profile")
     header["OLHASH"] = fingerprint          # sha256 of inputs, options and upstream masters
     table = Table({
