@@ -14,8 +14,10 @@ import numpy as np
 
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
-from .kernels import circular_aperture_sums
+from ..detection import covariance_to_ellipse
+from .kernels import circular_aperture_sums, elliptical_aperture_sums
 from .noise import flux_variance, pixel_variance
+from .psf import frame_profile
 
 __all__ = ["MeasureInput", "LocalSky", "AperturePhotometer"]
 
@@ -142,7 +144,7 @@ class MeasureInput:
 
 @dataclass(frozen=True)
 class AperturePhotometer:
-    """Exact circular aperture photometry with a local annulus background.
+    """Exact circular or elliptical aperture photometry with a local annulus background.
 
     Parameters
     ----------
@@ -152,6 +154,11 @@ class AperturePhotometer:
         PSF the same for every star of a frame, so it cancels in differential photometry.
     fwhm_scale : float
         Radius in units of the frame FWHM when ``radius`` is None.
+    elliptical : bool
+        Use ellipses shaped like the frame's PSF (axis ratio and angle of the guide stars'
+        second moments, :func:`~opticam_like.photometry.psf.frame_profile`) with the area of
+        the circle of ``radius``: ``a = r / sqrt(q)``, ``b = r sqrt(q)``. For elongated PSFs
+        (tracking errors, astigmatism) this holds the same flux fraction with less sky.
     local_background : AnnulusBackground or None
         Local sky estimator; None uses the global background alone.
     name : str, optional
@@ -167,6 +174,7 @@ class AperturePhotometer:
     fwhm_scale: float = 1.5
     local_background: AnnulusBackground | None = field(default_factory=AnnulusBackground)
     name: str | None = None
+    elliptical: bool = False
 
     def __post_init__(self):
         if self.radius is not None and not self.radius > 0:
@@ -176,6 +184,8 @@ class AperturePhotometer:
         if self.name is None:
             label = (f"aperture_r{self.radius:g}" if self.radius is not None
                      else f"aperture_{self.fwhm_scale:g}fwhm")
+            if self.elliptical:
+                label += "_ellipse"
             object.__setattr__(self, "name", label)
 
     def aperture_radius(self, fwhm):
@@ -185,7 +195,7 @@ class AperturePhotometer:
     def params(self):
         """Parameters for the tables' metadata and the echoed configuration."""
         return {"type": "aperture", "name": self.name, "radius": self.radius,
-                "fwhm_scale": self.fwhm_scale,
+                "fwhm_scale": self.fwhm_scale, "elliptical": self.elliptical,
                 "local_background": (None if self.local_background is None
                                      else self.local_background.params())}
 
@@ -200,13 +210,24 @@ class AperturePhotometer:
         -------
         dict of ndarray, each shape (N,)
             ``flux``, ``flux_err`` (e-), ``background`` (sky per pixel, e-), ``area``
-            (pixels), ``flags`` (int32), and the scalar-per-frame ``radius`` (pixels) and
-            ``noise_method`` in ``meta``.
+            (pixels), ``flags`` (int32), and in ``meta`` the per-frame ``radius`` (pixels;
+            the circle of equal area for ellipses, with ``axis_ratio`` and ``theta``) and
+            ``noise_method``.
         """
         mask = frame.mask
         radius = self.aperture_radius(frame.fwhm)
-        sums = circular_aperture_sums(frame.data, frame.x, frame.y, radius, mask=mask,
-                                      pixel_flags=frame.pixel_flags)
+        meta = {"radius": radius}
+        if self.elliptical:
+            profile, _ = frame_profile(frame, "gaussian")
+            major, minor, theta = covariance_to_ellipse(profile.cxx, profile.cyy, profile.cxy)
+            ratio = minor / major
+            meta.update(axis_ratio=ratio, theta=theta)
+            sums = elliptical_aperture_sums(frame.data, frame.x, frame.y, radius / ratio**0.5,
+                                            radius * ratio**0.5, theta, mask=mask,
+                                            pixel_flags=frame.pixel_flags)
+        else:
+            sums = circular_aperture_sums(frame.data, frame.x, frame.y, radius, mask=mask,
+                                          pixel_flags=frame.pixel_flags)
         flags = np.asarray(sums.flags, dtype=np.int32)
         flags |= np.where(sums.edge, PhotFlag.EDGE, 0).astype(np.int32)
         if frame.position_flags is not None:
@@ -223,5 +244,5 @@ class AperturePhotometer:
             "background": frame.sky + sky.level,
             "area": sums.area,
             "flags": flags,
-            "meta": {"radius": radius, "noise_method": sky.noise_method},
+            "meta": {**meta, "noise_method": sky.noise_method},
         }
