@@ -64,7 +64,7 @@ def test_elliptical_apertures_follow_the_psf():
     q, theta = ellipse["meta"]["axis_ratio"], ellipse["meta"]["theta"]
     ref = aperture_photometry(frame.data.astype(float),
                               EllipticalAperture(np.column_stack([frame.x, frame.y]),
-                                                 r / np.sqrt(q), r * np.sqrt(q), theta),
+                                                 r / np.sqrt(q), r * np.sqrt(q), theta=theta),
                               method="exact")
     np.testing.assert_allclose(ellipse["flux"], ref["aperture_sum"], rtol=1e-9)
     np.testing.assert_allclose(ellipse["area"], np.pi * r**2, rtol=1e-9)
