@@ -2,9 +2,10 @@
 
 Times, on float32 star fields, the background + rms maps of
 ``DefaultBackground`` against photutils ``Background2D`` and ``sep`` (box 64,
-filter 3), and measures how far DefaultBackground is from SExtractor's own
-maps on the NTT/EMMI reference image (``../shared/realdata``), which
-``SExtractorExactBackground`` reproduces.
+filter 3), splits DefaultBackground's time into its steps (box statistics in
+the C kernel, meshes, upsampled maps), and measures how far DefaultBackground
+is from SExtractor's own maps on the NTT/EMMI reference image
+(``../shared/realdata``), which ``SExtractorExactBackground`` reproduces.
 
 Run ``python benchmarks/bench_background.py`` (from the repository root).
 """
@@ -25,6 +26,8 @@ NTT = (Path(__file__).resolve().parents[2] / "shared" / "realdata"
        / "sep_ntt_emmi_sextractor_ref")
 HEADERS = ("operation", "size", "ours (ms)", "photutils (ms)", "sep (ms)",
            "ratio vs photutils", "ratio vs sep")
+STEP_HEADERS = ("size", "box statistics (ms)", "meshes (ms)", "two maps (ms)",
+                "sum of steps (ms)")
 
 
 def _maps(result):
@@ -51,6 +54,29 @@ def _time_frame(size, repeats):
             return bkg.back(), bkg.rms()
         t_sep = median_time(run_sep, repeats=repeats)
     return t_ours, t_phot, t_sep
+
+
+def steps(size, repeats=15):
+    """Median times (ms) of DefaultBackground's steps on one frame size.
+
+    Returns
+    -------
+    tuple
+        A row matching `STEP_HEADERS`: box statistics (validation and the C
+        kernel), the two meshes (IDW fill, median filter) and the two maps
+        (upsampling into new arrays).
+    """
+    image, _ = synthetic_frame(size)
+    estimator = DefaultBackground(box_size=64, filter_size=3)
+    t_call = median_time(lambda: estimator(image), repeats=repeats)
+
+    def meshes():
+        result = estimator(image)
+        return result.background_mesh, result.background_rms_mesh
+    t_meshes = median_time(meshes, repeats=repeats) - t_call
+    t_maps = median_time(lambda: _maps(estimator(image)), repeats=repeats) - t_call - t_meshes
+    return (f"{size}^2", 1e3 * t_call, 1e3 * t_meshes, 1e3 * t_maps,
+            1e3 * (t_call + t_meshes + t_maps))
 
 
 def ntt_distance():
@@ -111,6 +137,8 @@ def run(sizes=(512, 2048), repeats=15):
 
 def main():
     print(format_table(run(), HEADERS))
+    print("\nDefaultBackground by step (medians; maps include the page faults of the new arrays):")
+    print(format_table([steps(size) for size in (512, 2048)], STEP_HEADERS))
     dist = ntt_distance()
     if dist is None:
         print("\nNTT/EMMI reference image not found: distance to SExtractor not measured.")

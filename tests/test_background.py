@@ -13,7 +13,7 @@ from scipy.ndimage import zoom
 
 from opticam_like.background import (DefaultBackground, MeshBackground,
                                      PhotutilsBackground, SExtractorExactBackground)
-from opticam_like.background.clipping import BoxGrid, box_statistics
+from opticam_like.background.clipping import BoxGrid, _kernel_inputs, box_statistics
 from opticam_like.background.upsample import SplineUpsampler
 
 NTT = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "sep_ntt_emmi_sextractor_ref"
@@ -86,21 +86,184 @@ def test_matches_photutils(seed):
                                rtol=0, atol=tol)
     assert abs(ours.background_median - ref.background_median) <= tol
     assert abs(ours.background_rms_median - ref.background_rms_median) <= tol
-    computed = ours.n_pixels_mesh > 0
-    np.testing.assert_array_equal(ours.n_pixels_mesh[computed], ref.n_pixels_mesh[computed])
+    np.testing.assert_array_equal(ours.n_pixels_mesh, ref.n_pixels_mesh)
     np.testing.assert_array_equal(ours.mesh_nan_mask, ref_excluded)
 
 
-def test_fast_path_equals_exact_path():
-    """The split (core/tails/band) path gives the sorted path's numbers."""
+def _reference_box(values, sigma, maxiters, keep_iterated):
+    """One box as photutils computes it, the obvious way (float64).
+
+    astropy ``SigmaClip`` (median centre, population std, ``median -+ sigma
+    std``, stop when nothing is removed); the last bounds are applied to all
+    valid values, except for photutils' corner box (``keep_iterated``), which
+    keeps the set left by the iterations; then ``SExtractorBackground``.
+    """
+    valid = values[np.isfinite(values)].astype(np.float64)
+    if valid.size == 0:
+        return np.nan, np.nan, 0
+    current = valid
+    for _ in range(maxiters):
+        centre, std = np.median(current), current.std()
+        lower, upper = centre - sigma * std, centre + sigma * std
+        kept = current[(current >= lower) & (current <= upper)]
+        done = kept.size in (current.size, 0)
+        current = kept
+        if done:
+            break
+    final = current if keep_iterated else valid[(valid >= lower) & (valid <= upper)]
+    if final.size == 0:
+        return np.nan, np.nan, 0
+    median, mean, std = np.median(final), final.mean(), final.std()
+    if std == 0:
+        return mean, std, final.size
+    if abs(mean - median) / std >= 0.3:
+        return median, std, final.size
+    return 2.5 * median - 1.5 * mean, std, final.size
+
+
+def _reference_statistics(data, invalid, box, sigma=3.0, maxiters=10):
+    """Background, rms and pixel count of every box with `_reference_box`."""
+    values = data.astype(np.float64 if data.dtype == np.float64 else np.float32)
+    values = values.astype(np.float64)
+    if invalid is not None:
+        values[invalid] = np.nan
+    (ny, nx), (by, bx) = data.shape, box
+    my, mx = -(-ny // by), -(-nx // bx)
+    corner = bool(ny % by and nx % bx)
+    out = np.zeros((3, my, mx))
+    for iy in range(my):
+        for ix in range(mx):
+            cell = values[iy * by:(iy + 1) * by, ix * bx:(ix + 1) * bx].ravel()
+            out[:, iy, ix] = _reference_box(cell, sigma, maxiters,
+                                            corner and iy == my - 1 and ix == mx - 1)
+    return out
+
+
+def _kernel_case(name, rng):
+    """Image, mask and box size of one kernel test case."""
+    shape, box, invalid = (150, 190), (32, 40), None
+    if name == "gaussian":
+        data = rng.normal(1000, 20, shape).astype(np.float32)
+    elif name == "stars":
+        data = _star_field(rng, shape, n_stars=60).astype(np.float32)
+    elif name == "low_counts":
+        data = rng.poisson(3.0, shape).astype(np.uint16)
+    elif name == "sparse_counts":             # most pixels 0: no core
+        data = rng.poisson(0.05, shape).astype(np.float32)
+    elif name == "cauchy":
+        data = 100 + 5 * rng.standard_cauchy(shape)
+    elif name == "bimodal":
+        data = (np.where(rng.random(shape) < 0.4, 0.0, 80.0)
+                + rng.normal(0, 3, shape)).astype(np.float32)
+    elif name == "constant":
+        data = np.full(shape, 7.25, np.float32)
+        data[rng.random(shape) < 0.003] = 1e4
+    elif name == "steep_gradient":            # the median far from the sub-sample's
+        yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+        data = (50 * xx + rng.normal(0, 5, shape)).astype(np.float32)
+    elif name == "masked":
+        data = _star_field(rng, shape, n_stars=20).astype(np.float32)
+        invalid = rng.random(shape) < 0.6
+        invalid[:32, :40] = True              # a box with no valid pixel
+        invalid[40:64, 45:80] = True
+    elif name == "nonfinite":
+        data = rng.normal(-5, 2, shape)
+        data[rng.random(shape) < 0.05] = np.nan
+        data[rng.random(shape) < 0.01] = -np.inf
+        data[rng.random(shape) < 0.01] = np.inf
+    elif name == "float64_offset":            # noise 1e-9 of the level
+        data = 1e6 + rng.normal(0, 1e-3, shape)
+    else:
+        raise ValueError(name)
+    return data, invalid, box
+
+
+KERNEL_CASES = ["gaussian", "stars", "low_counts", "sparse_counts", "cauchy", "bimodal",
+                "constant", "steep_gradient", "masked", "nonfinite", "float64_offset"]
+
+
+@pytest.mark.parametrize("name", KERNEL_CASES)
+def test_box_statistics_equal_direct_computation(name):
+    """The C kernel gives the obvious float64 computation's numbers (to 1e-9 rms)."""
+    from opticam_like.background import _boxstats
+
+    data, invalid, box = _kernel_case(name, np.random.default_rng(KERNEL_CASES.index(name)))
+    size = BoxGrid(data.shape, box).mesh_shape
+    bkg, rms, n_good = np.empty(size), np.empty(size), np.empty(size, np.int64)
+    _boxstats.box_statistics(*_kernel_inputs(data, invalid), *box, 3.0, 10, bkg, rms, n_good)
+    ref_bkg, ref_rms, ref_n = _reference_statistics(data, invalid, box)
+    np.testing.assert_array_equal(n_good, ref_n)
+    # 1e-9 of the rms, or a few float64 ulps of the level (float64_offset).
+    atol = 1e-9 * float(np.nanmedian(ref_rms)) + 8 * np.spacing(np.nanmax(np.abs(ref_bkg)))
+    np.testing.assert_allclose(bkg, ref_bkg, rtol=0, atol=atol)
+    np.testing.assert_allclose(rms, ref_rms, rtol=0, atol=atol)
+
+
+def test_box_statistics_paths():
+    """Ordinary sky takes the fast path; sparse counts the path without a core."""
     rng = np.random.default_rng(3)
-    data = _star_field(rng, (256, 256)).astype(np.float32)
-    grid = BoxGrid(data.shape, (32, 32))
-    stats = box_statistics(data, None, grid)
-    assert stats.n_sorted < 8             # the fast path did almost all boxes
-    ref = Background2D(data, 32, filter_size=1)
-    np.testing.assert_allclose(stats.background, ref._bkg_stats, rtol=0, atol=1e-3)
-    np.testing.assert_allclose(stats.rms, ref._bkgrms_stats, rtol=0, atol=1e-4)
+    sky = _star_field(rng, (256, 256)).astype(np.float32)
+    assert box_statistics(sky, None, BoxGrid(sky.shape, (32, 32))).n_coreless == 0
+    sparse = rng.poisson(0.05, (128, 128)).astype(np.float32)
+    assert box_statistics(sparse, None, BoxGrid(sparse.shape, (32, 32))).n_coreless == 16
+
+
+def test_box_statistics_exclusion_and_dtype():
+    """Boxes at or below the threshold are NaN; float32 in, float32 out."""
+    rng = np.random.default_rng(8)
+    data = rng.normal(10, 1, (64, 64)).astype(np.float32)
+    invalid = np.zeros(data.shape, bool)
+    invalid[:32, :32] = rng.random((32, 32)) < 0.5
+    stats = box_statistics(data, invalid, BoxGrid(data.shape, (32, 32)),
+                           exclude_percentile=25.0)
+    assert stats.background.dtype == np.float32 and stats.rms.dtype == np.float32
+    assert np.isnan(stats.background[0, 0]) and np.isnan(stats.rms[0, 0])
+    assert 0 < stats.n_good[0, 0] <= 0.75 * 32 * 32
+    assert np.isfinite(stats.background[1:, 1:]).all()
+    assert box_statistics(data.astype(np.float64), None,
+                          BoxGrid(data.shape, (32, 32))).background.dtype == np.float64
+
+
+def test_box_statistics_any_layout():
+    """Strided, reversed, Fortran-ordered, big-endian and integer inputs."""
+    rng = np.random.default_rng(9)
+    base = _star_field(rng, (120, 260), n_stars=15).astype(np.float32)
+    mask = rng.random(base.shape) < 0.05
+    grid = BoxGrid((120, 130), (24, 26))
+    ref = box_statistics(np.ascontiguousarray(base[:, ::2]),
+                         np.ascontiguousarray(mask[:, ::2]), grid)
+    for data, invalid in [(base[:, ::2], mask[:, ::2]),
+                          (np.asfortranarray(base[:, ::2]), np.asfortranarray(mask[:, ::2])),
+                          (base[:, ::2].astype(">f4"), mask[:, ::2])]:
+        out = box_statistics(data, invalid, grid)
+        np.testing.assert_array_equal(out.background, ref.background)
+        np.testing.assert_array_equal(out.n_good, ref.n_good)
+    flipped = box_statistics(base[::-1, ::-1][:120, :120], None, BoxGrid((120, 120), (24, 24)))
+    direct = box_statistics(np.ascontiguousarray(base[::-1, ::-1][:120, :120]), None,
+                            BoxGrid((120, 120), (24, 24)))
+    np.testing.assert_array_equal(flipped.background, direct.background)
+    counts = rng.poisson(400, (96, 96))
+    for kind in (np.uint16, np.int32, np.int64):
+        out = box_statistics(counts.astype(kind), None, BoxGrid(counts.shape, (32, 32)))
+        np.testing.assert_array_equal(out.background, box_statistics(
+            counts.astype(np.float32), None, BoxGrid(counts.shape, (32, 32))).background)
+
+
+def test_kernel_rejects_bad_arguments():
+    """The C entry point checks what it is given."""
+    from opticam_like.background import _boxstats
+
+    out = [np.empty(4), np.empty(4), np.empty(4, np.int64)]
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _boxstats.box_statistics(np.zeros((8, 8), np.int32), None, 4, 4, 3.0, 10, *out)
+    with pytest.raises(ValueError, match="boolean"):
+        _boxstats.box_statistics(np.zeros((8, 8)), np.zeros((8, 4), bool), 4, 4, 3.0, 10,
+                                 *out)
+    with pytest.raises(ValueError, match="background"):
+        _boxstats.box_statistics(np.zeros((8, 8)), None, 4, 4, 3.0, 10, np.empty(3),
+                                 *out[1:])
+    with pytest.raises(ValueError, match="positive"):
+        _boxstats.box_statistics(np.zeros((8, 8)), None, 4, 4, 3.0, 0, *out)
 
 
 def test_upsampler_equals_zoom():

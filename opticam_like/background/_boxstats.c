@@ -26,7 +26,8 @@
  *      *candidates*: the pixels farther than 1.8 s from p, and those in a
  *      window where the median is expected (-/+ 0.45 s around p for every
  *      fourth row, which is done first, then -/+ 0.2 s around their median);
- *   3. from the histogram: a *core* of bins, median -/+ 2.5 robust sigmas,
+ *   3. from the histogram: a *core* of bins, median -/+ 2.5 robust sigmas
+ *      (from the 16th, 50th and 84th percentiles, on the narrower side),
  *      that no clipping interval is expected to cut, and the *band* of bins
  *      holding every rank the median can take once any of the values outside
  *      the core (the *tails*) are clipped (it moves by at most half their
@@ -871,17 +872,19 @@ box_stats(const Image *im, const Box *b, const Box *next, double sigma, int maxi
     int status = BAND_MISSED, coreless = 0, c0 = 1, c1 = 0;
     if (spread > 0.0) {
         /* Core: median -/+ CORE_HALF_WIDTH robust sigmas, in whole bins
-         * (bin k covers positions [k, k + 1)). */
+         * (bin k covers positions [k, k + 1)); the robust sigma is that of
+         * the narrower side of the median (stars only widen the upper one). */
         int k16, k50, k84;
         quantile_bins(s->hist, (Py_ssize_t)(0.1587 * (n - 1)), (n - 1) / 2,
                       (Py_ssize_t)(0.8413 * (n - 1)), &k16, &k50, &k84);
-        double half = CORE_HALF_WIDTH * 0.5 * (k84 - k16), centre = k50 + 0.5;
+        int robust = k50 - k16 < k84 - k50 ? k50 - k16 : k84 - k50;
+        double half = CORE_HALF_WIDTH * robust, centre = k50 + 0.5;
         c0 = (int)ceil(centre - half);
         c1 = (int)floor(centre + half) - 1;
         c0 = c0 < 1 ? 1 : c0;
         c1 = c1 > NBINS ? NBINS : c1;
         if (k16 >= 1 && k84 <= NBINS)
-            s->spread_hint = 0.5 * (k84 - k16) / f.inv_width;
+            s->spread_hint = robust / f.inv_width;
     }
     for (int attempt = 0; attempt <= MAX_RETRIES && c0 <= c1; attempt++) {
         split_box(im, b, pivot, &f, sums, n, n_cand, c0, c1, s, &sp);
