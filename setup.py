@@ -1,8 +1,8 @@
 """Build of the C extension; all other metadata is in ``pyproject.toml``.
 
-``opticam_like.background._boxstats`` is the kernel of the global background
-(sigma-clipped box statistics). It is plain C that uses only the Python C API
-and the buffer protocol, so it needs no build dependency besides setuptools.
+``opticam_like.background._boxstats`` is the kernel of the global background (sigma-clipped box
+statistics). It is plain C that uses only the Python C API and the buffer protocol, so it needs
+no build dependency besides setuptools.
 """
 
 from setuptools import Extension, setup

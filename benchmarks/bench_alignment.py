@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.common import format_table, median_time, synthetic_frame  # noqa: E402
+from common import format_table, median_time, synthetic_frame  # noqa: E402
 from opticam_like.alignment import Transform, find_transform, warp_to_reference  # noqa: E402
 from opticam_like.detection import DefaultFinder  # noqa: E402
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks.common import format_table, median_time, synthetic_frame  # noqa: E402
+from common import format_table, median_time, synthetic_frame  # noqa: E402
 from opticam_like.photometry.kernels import (  # noqa: E402
     annulus_statistics, circular_aperture_sums, elliptical_aperture_sums)
 

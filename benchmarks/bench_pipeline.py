@@ -11,8 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import format_table  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import format_table  # noqa: E402
 
 OPTICAM_SECONDS_PER_300 = 60.0
 """opticam: ~300 frames through catalogues plus one photometry pass in ~60 s on 2 workers."""

@@ -12,11 +12,13 @@ import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmarks import bench_alignment, bench_background, bench_photometry  # noqa: E402
-from benchmarks import bench_pipeline  # noqa: E402
-from benchmarks.common import format_table  # noqa: E402
+import bench_alignment  # noqa: E402
+import bench_background  # noqa: E402
+import bench_photometry  # noqa: E402
+import bench_pipeline  # noqa: E402
+from common import format_table  # noqa: E402
 
 
 def machine():

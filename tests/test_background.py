@@ -277,8 +277,11 @@ def test_upsampler_equals_zoom():
         ref = zoom(mesh, (by, bx), order=3, mode="reflect", grid_mode=True)[:ny, :nx]
         ref = np.clip(ref, mesh.min(), mesh.max()) if np.ptp(mesh) else np.full_like(
             ref, mesh.min())
-        out = SplineUpsampler((ny, nx), (by, bx), (my, mx))(mesh, dtype=np.float64)
-        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)
+        upsampler = SplineUpsampler((ny, nx), (by, bx), (my, mx))
+        np.testing.assert_allclose(upsampler(mesh, dtype=np.float64), ref, rtol=0, atol=1e-9)
+        out32 = upsampler(mesh, dtype=np.float32)           # within the range, always
+        assert out32.min() >= np.float32(mesh.min()) and out32.max() <= np.float32(mesh.max())
+        np.testing.assert_allclose(out32, ref, rtol=0, atol=1e-4)
 
 
 def test_constant_sky_with_masked_blob():

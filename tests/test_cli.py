@@ -42,7 +42,7 @@ def test_reduce_errors_are_one_line(tmp_path, capsys):
     assert str(bad) in err and "box_sise" in err
 
 
-def test_console_script_installed():
+def test_console_script_installed(tmp_path):
     result = subprocess.run([sys.executable, "-m", "opticam_like.cli", "--help"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0 and "simulate" in result.stdout

@@ -91,6 +91,9 @@
 #else
 #define PREFETCH(p) ((void)(p))
 #endif
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict
+#endif
 
 enum { OK = 0, CORE_CUT = 1, BAND_MISSED = 2 };
 
@@ -353,43 +356,13 @@ narrow_window(Scratch *s, const Frame *f)
 /* Pass 1 on the pixel X of the row if valid (VALID is 1 or its mask test). */
 #define SCAN_IF_VALID(X, VALID, S1, S2)                                       \
     do {                                                                      \
-        double dx_ = (double)row[X] - pivot;                                  \
-        if ((VALID) && dx_ - dx_ == 0.0) SCAN_PIXEL(dx_, S1, S2);            \
+        double vx_ = (double)row[X];                                          \
+        if ((VALID) && vx_ - vx_ == 0.0) {                                    \
+            double dx_ = vx_ - pivot;                                         \
+            SCAN_PIXEL(dx_, S1, S2);                                          \
+        }                                                                     \
         else bad += (VALID);                                                  \
     } while (0)
-
-/* Pass 1 on the pixel X of a row known to be valid. */
-#define SCAN_VALID(X, S1, S2)                                                 \
-    do {                                                                      \
-        double dx_ = (double)row[X] - pivot;                                  \
-        SCAN_PIXEL(dx_, S1, S2);                                              \
-    } while (0)
-
-/* Number of non-finite values in a row segment (exponent bits all set);
- * branch-free, so that the compiler vectorises it. */
-static Py_ssize_t
-count_nonfinite_f32(const float *row, Py_ssize_t w)
-{
-    Py_ssize_t count = 0;
-    for (Py_ssize_t x = 0; x < w; x++) {
-        uint32_t u;
-        memcpy(&u, row + x, sizeof(u));
-        count += (u & 0x7f800000u) == 0x7f800000u;
-    }
-    return count;
-}
-
-static Py_ssize_t
-count_nonfinite_f64(const double *row, Py_ssize_t w)
-{
-    Py_ssize_t count = 0;
-    for (Py_ssize_t x = 0; x < w; x++) {
-        uint64_t u;
-        memcpy(&u, row + x, sizeof(u));
-        count += (u & 0x7ff0000000000000u) == 0x7ff0000000000000u;
-    }
-    return count;
-}
 
 /* Whether any of the w bytes is non-zero (branch-free, vectorised). */
 static int
@@ -403,9 +376,8 @@ any_set(const unsigned char *m, Py_ssize_t w)
 /* Pass 1: histogram the bins of the valid pixels, sum their clamped d and
  * d**2 into sums[2], keep the candidates (bins with is_cand set); returns the
  * number of candidates and adds the unmasked non-finite pixels to
- * *nonfinite. Prefetches the box `next` (unless NULL). Two chains of sums,
- * so that their latency does not limit the loop. */
-#define DEFINE_SCAN(NAME, TYPE, COUNT_NONFINITE, SCAN_CLEAN)                  \
+ * *nonfinite. Prefetches the box `next` (unless NULL). */
+#define DEFINE_SCAN(NAME, TYPE, SCAN_CLEAN)                                   \
 static Py_ssize_t                                                             \
 NAME(const Image *im, const Box *b, const Box *next, double pivot,            \
      const Frame *f, Scratch *s, double sums[2], Py_ssize_t *nonfinite)       \
@@ -417,7 +389,7 @@ NAME(const Image *im, const Box *b, const Box *next, double pivot,            \
     const unsigned char *restrict is_cand = s->is_cand;                       \
     Py_ssize_t w = b->x1 - b->x0, nc = 0, bad = 0;                            \
     double lanes[4] = {0.0, 0.0, 0.0, 0.0};  /* SSE2 sums: s1, s1, s2, s2 */   \
-    double s1a = 0.0, s2a = 0.0, s1b = 0.0, s2b = 0.0;                        \
+    double s1 = 0.0, s2 = 0.0;                                                \
     for (Py_ssize_t i = 0; i < b->y1 - b->y0; i++) {                          \
         Py_ssize_t y = b->y0 + first_rows_order(i, b->y1 - b->y0);           \
         if (i == (b->y1 - b->y0 + FIRST_ROWS_STEP - 1) / FIRST_ROWS_STEP)     \
@@ -433,25 +405,17 @@ NAME(const Image *im, const Box *b, const Box *next, double pivot,            \
         }                                                                     \
         const unsigned char *mrow = im->mask == NULL ? NULL                   \
             : im->mask + y * im->mask_stride + b->x0;                         \
-        Py_ssize_t x = 0;                                                     \
-        if ((mrow == NULL || !any_set(mrow, w)) && COUNT_NONFINITE(row, w) == 0) { \
-            x = SCAN_CLEAN(row, w, pivot, f, hist, cand, cand_bin, is_cand,   \
-                           &nc, lanes);                                       \
-            for (; x + 2 <= w; x += 2) {                                      \
-                SCAN_VALID(x, s1a, s2a);                                      \
-                SCAN_VALID(x + 1, s1b, s2b);                                  \
-            }                                                                 \
-            if (x < w) SCAN_VALID(x, s1a, s2a);                               \
-        }                                                                     \
-        else if (mrow == NULL) {                                              \
-            for (; x < w; x++) SCAN_IF_VALID(x, 1, s1a, s2a);                 \
+        if (mrow == NULL || !any_set(mrow, w)) {                              \
+            Py_ssize_t x = SCAN_CLEAN(row, w, pivot, f, hist, cand, cand_bin, \
+                                      is_cand, &nc, lanes);                   \
+            for (; x < w; x++) SCAN_IF_VALID(x, 1, s1, s2);                   \
         }                                                                     \
         else {                                                                \
-            for (; x < w; x++) SCAN_IF_VALID(x, !mrow[x], s1a, s2a);          \
+            for (Py_ssize_t x = 0; x < w; x++) SCAN_IF_VALID(x, !mrow[x], s1, s2); \
         }                                                                     \
     }                                                                         \
-    sums[0] = (s1a + s1b) + (lanes[0] + lanes[1]);                            \
-    sums[1] = (s2a + s2b) + (lanes[2] + lanes[3]);                            \
+    sums[0] = s1 + (lanes[0] + lanes[1]);                                     \
+    sums[1] = s2 + (lanes[2] + lanes[3]);                                     \
     *nonfinite += bad;                                                        \
     return nc;                                                                \
 }
@@ -491,33 +455,34 @@ NAME(const Image *im, const Box *b, double pivot, const Frame *f, Scratch *s) \
         const unsigned char *mrow = im->mask ? im->mask + y * im->mask_stride \
                                              : NULL;                          \
         for (Py_ssize_t x = b->x0; x < b->x1; x++) {                          \
-            double d = (double)row[x] - pivot;                                \
-            if ((mrow != NULL && mrow[x]) || d - d != 0.0) continue;          \
-            PLACE(d, bin_of(d, origin, inv_width));                           \
+            double v = (double)row[x];                                        \
+            if ((mrow != NULL && mrow[x]) || v - v != 0.0) continue;          \
+            PLACE(v - pivot, bin_of(v - pivot, origin, inv_width));           \
         }                                                                     \
     }                                                                         \
     return nt;                                                                \
 }
 
-DEFINE_SUBSAMPLE(subsample_f32, float)
-DEFINE_SUBSAMPLE(subsample_f64, double)
-/* Pass 1 on the first pixels of a clean row (no masked or non-finite
- * pixel), four at a time with SSE2: the arithmetic is the scalar code's,
- * lane by lane; the histogram and the candidates stay scalar. Returns the
- * number of pixels done (0 without SSE2: the scalar loop does the row). */
+/* Pass 1 on the first pixels of an unmasked row, four at a time with SSE2,
+ * up to the first group of four that holds a non-finite value: the
+ * arithmetic is the scalar code's, lane by lane; the histogram and the
+ * candidates stay scalar. Returns the number of pixels done (0 without SSE2:
+ * the scalar loop does the row). */
 #if defined(__SSE2__) || defined(_M_X64)
+/* Load four pixels as two pairs of doubles; break out of the loop if one
+ * of them is not finite (v - v is then NaN). */
 #define LOAD_F32(ROW, X, LO, HI)                                              \
-    do {                                                                      \
-        __m128 v_ = _mm_loadu_ps((ROW) + (X));                                \
-        LO = _mm_cvtps_pd(v_);                                                \
-        HI = _mm_cvtps_pd(_mm_movehl_ps(v_, v_));                             \
-    } while (0)
+    __m128 v_ = _mm_loadu_ps((ROW) + (X));                                    \
+    if (_mm_movemask_ps(_mm_cmpunord_ps(_mm_sub_ps(v_, v_), v_))) break;      \
+    LO = _mm_cvtps_pd(v_);                                                    \
+    HI = _mm_cvtps_pd(_mm_movehl_ps(v_, v_))
 #define LOAD_F64(ROW, X, LO, HI)                                              \
-    do {                                                                      \
-        LO = _mm_loadu_pd((ROW) + (X));                                       \
-        HI = _mm_loadu_pd((ROW) + (X) + 2);                                   \
-    } while (0)
-/* Keep the candidate in lane LANE of D (bin K). */
+    LO = _mm_loadu_pd((ROW) + (X));                                           \
+    HI = _mm_loadu_pd((ROW) + (X) + 2);                                       \
+    if (_mm_movemask_pd(_mm_or_pd(_mm_cmpunord_pd(_mm_sub_pd(LO, LO), LO),    \
+                                  _mm_cmpunord_pd(_mm_sub_pd(HI, HI), HI)))) break
+/* Pass 1's candidate step for the pixel in one lane of D (STORE picks the
+ * lane), of bin K. */
 #define KEEP(STORE, D, K)                                                     \
     do {                                                                      \
         STORE(cand + nc, D);                                                  \
@@ -581,8 +546,10 @@ DEFINE_SCAN_CLEAN(scan_clean_f32, float)
 DEFINE_SCAN_CLEAN(scan_clean_f64, double)
 #endif
 
-DEFINE_SCAN(scan_f32, float, count_nonfinite_f32, scan_clean_f32)
-DEFINE_SCAN(scan_f64, double, count_nonfinite_f64, scan_clean_f64)
+DEFINE_SUBSAMPLE(subsample_f32, float)
+DEFINE_SUBSAMPLE(subsample_f64, double)
+DEFINE_SCAN(scan_f32, float, scan_clean_f32)
+DEFINE_SCAN(scan_f64, double, scan_clean_f64)
 DEFINE_EXTRACT(extract_f32, float)
 DEFINE_EXTRACT(extract_f64, double)
 
@@ -642,9 +609,7 @@ split_box(const Image *im, const Box *b, double pivot, const Frame *f,
 
     double c1s = sums[0], c2s = sums[1];
     for (Py_ssize_t i = 0; i < nt; i++) {
-        double t = s->tails[i];
-        t = t > -f->radius ? t : -f->radius;
-        t = t < f->radius ? t : f->radius;
+        double t = clamp(s->tails[i], -f->radius, f->radius);
         c1s -= t;
         c2s -= t * t;
     }

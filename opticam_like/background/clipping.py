@@ -13,15 +13,17 @@ photutils' ``SExtractorBackground``), the rms is the standard deviation of
 the clipped pixels, and boxes with ``n_good <= (1 - exclude_percentile / 100)
 * box pixels`` are excluded (NaN).
 
-The work is done by the C kernel ``opticam_like.background._boxstats`` in two
-passes over the pixels of each box: a histogram of the box (512 bins framed by
-a sub-sample) locates a *core* of values that no clipping interval cuts and
-the narrow *band* of values where the median can fall; the second pass
-extracts the few values outside the core and those of the band, and the
-clipping iterations then run on these small arrays and on the core's sums.
-Where the histogram's guess of the core fails, the kernel narrows the core or
-does without one, so the result is the direct computation's (in float64) in
-every case; see the source for details.
+The work is done by the C kernel ``opticam_like.background._boxstats``, in
+one pass over the pixels of each box for most boxes: it histograms them (512
+bins framed by a sub-sample), sums them, and keeps the pixels far from the
+sub-sample's median and those near it. The histogram then locates a *core*
+of values that no clipping interval cuts and the narrow *band* of values where
+the median can fall; the kept pixels supply the values outside the core and
+those of the band (a second pass does when they do not), and the clipping
+iterations run on these small arrays and on the core's sums. Where the guess
+of the core fails, the kernel narrows the core or does without one, so the
+result is the direct computation's (in float64) in every case; see the
+source for details.
 
 References
 ----------

@@ -13,8 +13,10 @@ same weights on a window of five consecutive coefficients: the whole
 expansion is a small coefficient grid followed by two banded products, the
 second one ``(n_mesh_x * rows, 6) @ (6, box)`` matrix products over blocks of
 image rows, made by one batched ``matmul`` (the sixth column adds back an
-offset that keeps float32 rounding at the output's ulp). The matrices depend
-only on ``(mesh length, box)`` and are cached.
+offset that keeps float32 rounding at the output's ulp). The B-spline weights
+are non-negative, so only the image rows whose coefficients leave the mesh
+range need the final clipping. The matrices depend only on ``(mesh length,
+box)`` and are cached.
 
 References
 ----------
@@ -139,7 +141,14 @@ class SplineUpsampler:
         coeffs = self._extend_y @ mesh @ self._extend_x.T          # (my + 4, mx + 4)
         window_y = np.lib.stride_tricks.sliding_window_view(coeffs, 5, axis=0)
         rows = np.matmul(self._taps_y_t, window_y.transpose(0, 2, 1)).reshape(my * by, mx + 4)
-        rows = (rows[:ny] - offset).astype(dtype)
+        rows = rows[:ny]
+        # Every output pixel is a convex combination (B-spline weights) of
+        # coefficients of its row: rows within the mesh range (with a margin
+        # for the float rounding of the products) need no clipping.
+        margin = 8 * np.finfo(dtype).eps * (max(abs(lo), abs(hi)) + (hi - lo))
+        by_column = np.asfortranarray(rows)       # fast reductions along rows
+        to_clip = (by_column.min(axis=1) < lo + margin) | (by_column.max(axis=1) > hi - margin)
+        rows = (rows - offset).astype(dtype)
         # windows[k, y, c] = rows[y, c + k]: as a (ny * mx, 6) matrix (Fortran
         # order) it holds the six factors of every output cell of a row.
         windows = np.empty((6, ny, mx), dtype=dtype)
@@ -163,5 +172,7 @@ class SplineUpsampler:
             np.matmul(windows[n_full:], taps, out=cells[n_full:])
         if mx * bx != nx:
             image = np.ascontiguousarray(image[:, :nx])
-        np.clip(image, lo, hi, out=image)
+        runs = np.flatnonzero(np.diff(to_clip, prepend=False, append=False))
+        for start, stop in runs.reshape(-1, 2):     # runs of rows to clip
+            np.clip(image[start:stop], lo, hi, out=image[start:stop])
         return image
