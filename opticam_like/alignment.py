@@ -529,6 +529,39 @@ class StackAccumulator:
         self._count += good
         self.n_frames += 1
 
+    def add_frame(self, data, transform, bad=None):
+        """Add a frame given in its own pixels, mapped onto the reference grid.
+
+        A whole-pixel shift is added in place over the overlapping region (no full-frame
+        temporary); any other transform goes through :func:`warp_to_reference`.
+
+        Parameters
+        ----------
+        data : ndarray, shape (ny, nx)
+            The frame.
+        transform : Transform
+            Reference -> frame transform.
+        bad : ndarray of bool, shape (ny, nx), optional
+            Pixels to leave out (non-finite pixels are always left out).
+        """
+        if not transform.is_integer_shift:
+            if bad is not None:
+                data = np.where(bad, np.nan, data)
+            self.add(warp_to_reference(data, transform, self.shape))
+            return
+        dx, dy = int(transform.dx), int(transform.dy)
+        ny, nx = data.shape
+        y0, y1 = max(0, -dy), min(self.shape[0], ny - dy)
+        x0, x1 = max(0, -dx), min(self.shape[1], nx - dx)
+        if y1 > y0 and x1 > x0:
+            values = data[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+            good = np.isfinite(values)
+            if bad is not None:
+                good &= ~bad[y0 + dy:y1 + dy, x0 + dx:x1 + dx]
+            np.add(self._sum[y0:y1, x0:x1], values, out=self._sum[y0:y1, x0:x1], where=good)
+            self._count[y0:y1, x0:x1] += good
+        self.n_frames += 1
+
     def merge(self, other):
         """Add the frames of another accumulator (e.g. one per worker).
 

@@ -177,7 +177,9 @@ class WorkerPool:
         desc : str, optional
             Progress-bar label.
         chunksize : int, optional
-            Items per task (default: enough for about 4 tasks per worker, at most 32).
+            Items per task (default: about 4 tasks per worker, at most 8 so that the last
+            tasks of a pass finish close together, or 32 with an accumulator, which each task
+            sends back whole).
         accumulator : callable, optional
             Picklable factory of an object with a ``merge(other)`` method. Each task makes one
             and passes it to ``func`` as a fourth argument (e.g. a running sum of aligned
@@ -210,7 +212,8 @@ class WorkerPool:
                 return results, timings, total
             self.check_picklable(context)
             if chunksize is None:
-                chunksize = max(1, min(32, math.ceil(len(items) / (4 * self.n_workers))))
+                cap = 8 if accumulator is None else 32
+                chunksize = max(1, min(cap, math.ceil(len(items) / (4 * self.n_workers))))
             executor = self._executor()
             futures = {}
             for start in range(0, len(items), chunksize):

@@ -146,7 +146,7 @@ class Reducer:
         self.rejected = []
         self.catalogs = {}
         self.transforms = {}
-        self._cosmic_rays = {}
+        self._carried = {}  # per filter and frame: (cosmic-ray pixels, compact background)
         self.photometers = settings["photometers"]
         self.effective_config = settings["echo"]
         write_text(dump_config(self.effective_config), self.out_directory / "misc" / "config.toml")
@@ -315,8 +315,8 @@ class Reducer:
                 catalog_frame, items, context, desc=f"catalogue {name}",
                 accumulator=_StackFactory(infos[ref_index].shape))
             self._log_timings(f"catalogue pass {name}", timings)
-            self._cosmic_rays[name] = {i: r.cosmic_rays for i, r in enumerate(rows)
-                                       if getattr(r, "cosmic_rays", None) is not None}
+            self._carried[name] = [(getattr(r, "cosmic_rays", None),
+                                    getattr(r, "background", None)) for r in rows]
             catalog, mean = catalog_from_stack(stack, self.catalog_finder, self.max_sources)
             catalog.meta.update({"filter": name, "reference_frame": Path(infos[ref_index].path).name})
             self.log.info("%s: reference %s, %d of %d frames stacked, %d sources", name,
@@ -420,10 +420,10 @@ class Reducer:
                 n_sky_global=_mesh_pixels(self.background))
             matrices = _matrices(transforms)
             not_aligned = np.where(transforms["aligned"], 0, PhotFlag.NOT_ALIGNED)
-            cosmic_rays = self._cosmic_rays.get(name, {})
+            carried = self._carried.get(name, [(None, None)] * len(infos))
             items = [FrameItem(i.path, i, n, tuple(matrices[n].ravel()),
                                float(transforms["fwhm"][n]), int(not_aligned[n]),
-                               cosmic_rays.get(n))
+                               *carried[n])
                      for n, i in enumerate(infos)]
             rows, timings, _ = self.pool.map(photometry_frame, items, context,
                                              desc=f"photometry {name}")

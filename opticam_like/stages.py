@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .alignment import AlignmentError, Transform, find_transform, warp_to_reference
+from .alignment import AlignmentError, Transform, find_transform
 from .calibration import calibrate
 from .detection import FWHM_PER_SIGMA, moment_covariance, recentre
 from .flags import PhotFlag
@@ -48,6 +48,11 @@ class FrameItem:
     cosmic_rays : ndarray of int, optional
         Flat indices of the pixels L.A.Cosmic flagged in the catalogue pass (not searched
         again).
+    background : object, optional
+        The frame's global background from the catalogue pass, when the estimator's result
+        can travel in compact form (``compact()``, as :class:`MeshBackground`): the
+        photometry pass reuses it instead of computing it again from the same calibrated
+        pixels.
     """
 
     path: str
@@ -57,6 +62,7 @@ class FrameItem:
     fwhm: float = math.nan
     position_flags: int = 0
     cosmic_rays: np.ndarray | None = None
+    background: object = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ class CatalogRow:
     align_error: str | None
     xy: np.ndarray | None = None
     cosmic_rays: np.ndarray | None = None
+    background: object = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,10 @@ def prepare_frame(item, ctx, timer):
     calibrated = calibrate(frame, ctx.calibration, remove_cosmic_rays=ctx.remove_cosmic_rays,
                            cosmic_ray_pixels=item.cosmic_rays)
     timer.step("background")
-    background = apply_background(ctx.background, calibrated.data, calibrated.mask)
+    if item.background is not None:
+        background = item.background
+    else:
+        background = apply_background(ctx.background, calibrated.data, calibrated.mask)
     data = (calibrated.data - np.asarray(background.background, dtype=np.float32))
     return calibrated, background, data.astype(np.float32, copy=False)
 
@@ -251,26 +261,28 @@ def catalog_frame(item, ctx, timer, stack):
         timer.step("stack")
         # saturated pixels keep their (clipped) values: a saturated star stays one source
         unusable = (calibrated.pixel_flags & ~np.uint16(PhotFlag.SATURATED)) != 0
-        good = np.where(unusable, np.nan, data)
-        stack.add(warp_to_reference(good, stacking_transform(transform, ctx.reference_shape),
-                                    ctx.reference_shape))
+        stack.add_frame(data, stacking_transform(transform, ctx.reference_shape),
+                        bad=unusable)
     cosmic_rays = None
     if ctx.remove_cosmic_rays:
         hit = (calibrated.pixel_flags & np.uint16(PhotFlag.COSMIC_RAY)) != 0
         cosmic_rays = np.flatnonzero(hit).astype(np.int32)
+    compact = getattr(background, "compact", None)
     return CatalogRow(item.index, float(background.background_median),
                       float(background.background_rms_median), frame_fwhm(sources),
-                      len(sources), transform, error, cosmic_rays=cosmic_rays)
+                      len(sources), transform, error, cosmic_rays=cosmic_rays,
+                      background=compact() if compact is not None else None)
 
 
-def stacking_transform(transform, shape, tolerance=0.1):
+def stacking_transform(transform, shape, tolerance=0.5):
     """The transform used to add a frame to the stack.
 
     When the transform is a pure shift to within ``tolerance`` pixels over the whole frame, the
     shift is rounded to whole pixels: the frame is then added by a slice copy (0.06 ms instead
     of ~7 ms for an interpolated 512 x 512 warp). Rounding moves every star of the frame by the
-    same sub-pixel amount, so relative positions in the stack are unchanged; the common offset
-    averages out over the frames and the photometry pass re-centres on the guide stars anyway.
+    same sub-pixel amount (at most half a pixel, hence the default tolerance), so relative
+    positions in the stack are unchanged; the common offset averages out over the frames and
+    the photometry pass re-centres on the guide stars anyway.
 
     Parameters
     ----------

@@ -319,3 +319,18 @@ def test_align_ogle_frames_against_third_party_offsets():
     diff = np.abs(shifts)
     assert diff.max() < 1.0
     assert np.sqrt(np.mean(diff**2)) < 0.4
+
+
+def test_add_frame_equals_warp_then_add():
+    rng = np.random.default_rng(8)
+    data = rng.normal(size=(40, 50))
+    data[3, 4] = np.nan
+    bad = rng.random((40, 50)) < 0.05
+    for transform in (Transform.from_translation(7, -5), Transform.from_translation(2.3, 1.6),
+                      Transform(similarity(1.0, 2.0, rotation=3.0))):
+        fast, slow = StackAccumulator((40, 50)), StackAccumulator((40, 50))
+        fast.add_frame(data, transform, bad=bad)
+        slow.add(warp_to_reference(np.where(bad, np.nan, data), transform, (40, 50)))
+        np.testing.assert_array_equal(fast.count, slow.count)
+        np.testing.assert_allclose(fast.sum, slow.sum, equal_nan=True)
+        assert fast.n_frames == slow.n_frames == 1

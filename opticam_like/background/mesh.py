@@ -309,6 +309,23 @@ class MeshBackground:
         return (f"<MeshBackground shape={self.grid.shape} box_size={self.box_size} "
                 f"filter_size={self.filter_size}>")
 
+    def compact(self):
+        """A copy holding only the box statistics (a few hundred bytes to pickle).
+
+        Its maps are rebuilt on first access, identical to this object's. The Reducer sends
+        it from the catalogue pass to the photometry pass of the same frame, which then skips
+        the box statistics.
+
+        Returns
+        -------
+        MeshBackground
+        """
+        return MeshBackground(self.grid, self._bkg_stats, self._rms_stats, self._n_good,
+                              filter_size=self.filter_size,
+                              filter_threshold=self.filter_threshold,
+                              coverage_mask=self.coverage_mask, fill_value=self.fill_value,
+                              dtype=self._dtype)
+
     @property
     def n_pixels_mesh(self):
         """ndarray of int, shape (my, mx): pixels used in each box after clipping."""
