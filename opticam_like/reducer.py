@@ -142,6 +142,9 @@ class Reducer:
             (self.out_directory / sub).mkdir(parents=True, exist_ok=True)
         self.log = _make_logger(self.out_directory / "info.log")
         self.pool = WorkerPool(settings["n_workers"], executor=executor, progress=self.progress)
+        if self.pool.parallel:
+            for what in ("background", "finder", "catalog_finder"):
+                WorkerPool.check_picklable(getattr(self, what), f"the {what.replace('_', ' ')}")
         self.calibration = self._calibration(calibration, settings)
         self.rejected = []
         self.catalogs = {}
