@@ -158,7 +158,9 @@ def load_config(path):
     Returns
     -------
     dict
-        The validated configuration; relative paths inside it stay as written.
+        The validated configuration. Relative paths in it (calibration frames, an instrument
+        ``.toml``) are taken relative to the configuration file's folder, so a configuration
+        works from any working directory.
 
     Raises
     ------
@@ -173,7 +175,25 @@ def load_config(path):
         config = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return validate_config(config, source=str(path))
+    config = validate_config(config, source=str(path))
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config, folder):
+    """Relative paths of a configuration made relative to ``folder``."""
+    def resolve(value):
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        value = Path(value)
+        return str(value if value.is_absolute() else folder / value)
+
+    for kind in ("bias", "dark", "flat"):
+        if kind in config.get("calibration", {}):
+            config["calibration"][kind] = resolve(config["calibration"][kind])
+    instrument = config.get("instrument")
+    if isinstance(instrument, str) and instrument.lower().endswith(".toml"):
+        config["instrument"] = resolve(instrument)
+    return config
 
 
 def dump_config(config):

@@ -48,3 +48,15 @@ def test_photometers_from_config():
         photometers_from_config([{"type": "aperture", "radus": 3}], "r.toml")
     with pytest.raises(ConfigError, match="number 1: type must be"):
         photometers_from_config([{"type": "sextractor"}], "r.toml")
+
+
+def test_relative_paths_follow_the_config_file(tmp_path):
+    folder = tmp_path / "night"
+    folder.mkdir()
+    path = folder / "r.toml"
+    path.write_text('instrument = "cam.toml"\n[calibration]\nbias = "cal/bias"\n'
+                    'flat = ["/abs/f1.fits", "f2.fits"]\n')
+    config = load_config(path)
+    assert config["instrument"] == str(folder / "cam.toml")
+    assert config["calibration"]["bias"] == str(folder / "cal" / "bias")
+    assert config["calibration"]["flat"] == ["/abs/f1.fits", str(folder / "f2.fits")]
