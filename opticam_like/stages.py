@@ -10,6 +10,7 @@ pass. Results are small rows; the parent process writes the tables.
 from dataclasses import dataclass
 import inspect
 import math
+import warnings
 
 import numpy as np
 
@@ -174,18 +175,24 @@ def apply_background(background, data, mask):
 
     Raises
     ------
-    FrameError
-        When the result lacks the attributes or has the wrong shape.
+    TypeError
+        When the result lacks one of the attributes or its background map has the wrong
+        shape. (The rms map is checked for presence only: results such as ``Background2D``
+        build it lazily, and a pass that does not need it should not pay for it.)
     """
     if _accepts_mask(background):
         result = background(data, mask=mask if mask.any() else None)
     else:
-        result = background(np.where(mask, np.nan, data))
-    for name in ("background", "background_rms"):
-        value = getattr(result, name, None)
-        if value is None or np.shape(value) != data.shape:
+        with warnings.catch_warnings():  # the NaNs are ours: the masked pixels
+            warnings.filterwarnings("ignore", message=".*non-finite.*")
+            result = background(np.where(mask, np.nan, data))
+    for name in ("background_rms", "background_median", "background_rms_median"):
+        if not (hasattr(type(result), name) or name in vars(result)):
             raise TypeError(f"the background estimator returned {type(result).__name__} "
-                            f"without a {name} map of shape {data.shape}")
+                            f"without {name}")
+    if np.shape(getattr(result, "background", None)) != data.shape:
+        raise TypeError(f"the background estimator returned {type(result).__name__} "
+                        f"without a background map of shape {data.shape}")
     return result
 
 
@@ -228,6 +235,9 @@ def frame_fwhm(sources, default=math.nan, n_brightest=20):
 def detect_frame(item, ctx, timer):
     """Detect the stars of one frame (used to choose the reference frame).
 
+    Detection in a frame only serves the alignment, so the threshold uses the frame's median
+    background rms (a scalar): the rms map is not built in this pass.
+
     Returns
     -------
     CatalogRow
@@ -235,7 +245,7 @@ def detect_frame(item, ctx, timer):
     """
     calibrated, background, data = prepare_frame(item, ctx, timer)
     timer.step("detect")
-    sources = ctx.finder(data, background.background_rms, mask=calibrated.mask)
+    sources = ctx.finder(data, background.background_rms_median, mask=calibrated.mask)
     return CatalogRow(item.index, float(background.background_median),
                       float(background.background_rms_median), frame_fwhm(sources),
                       len(sources), None, None,
@@ -249,7 +259,7 @@ def catalog_frame(item, ctx, timer, stack):
     """
     calibrated, background, data = prepare_frame(item, ctx, timer)
     timer.step("detect")
-    sources = ctx.finder(data, background.background_rms, mask=calibrated.mask)
+    sources = ctx.finder(data, background.background_rms_median, mask=calibrated.mask)
     xy = np.column_stack([sources["x"], sources["y"]]).astype(float)
     timer.step("align")
     try:

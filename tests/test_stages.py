@@ -1,0 +1,62 @@
+"""Per-frame stage helpers: the background contract, the stacking shortcut, FWHM measures."""
+
+import numpy as np
+import pytest
+from photutils.background import Background2D
+from scipy.special import erf
+
+from opticam_like.alignment import Transform
+from opticam_like.background import DefaultBackground
+from opticam_like.stages import apply_background, measure_fwhm, stacking_transform
+
+
+def test_background_contract():
+    rng = np.random.default_rng(0)
+    data = rng.normal(100, 5, (64, 64)).astype(np.float32)
+    mask = np.zeros(data.shape, bool)
+    mask[10:20, 10:20] = True
+    data[mask] = 1e6
+    seen = {}
+
+    def no_mask_argument(image):
+        seen["nan"] = np.isnan(image[15, 15])
+        return Background2D(image, 16)
+
+    result = apply_background(no_mask_argument, data, mask)
+    assert seen["nan"] and abs(result.background_median - 100) < 1
+    assert abs(apply_background(DefaultBackground(box_size=16), data, mask).background_median
+               - 100) < 1
+
+    class Incomplete:
+        background = np.zeros((64, 64))
+
+    with pytest.raises(TypeError, match="without background_rms"):
+        apply_background(lambda image, mask=None: Incomplete(), data, mask)
+
+    class WrongShape:
+        background = np.zeros((8, 8))
+        background_rms = background_median = background_rms_median = 0.0
+
+    with pytest.raises(TypeError, match="background map of shape"):
+        apply_background(lambda image, mask=None: WrongShape(), data, mask)
+
+
+def test_stacking_transform_rounds_pure_shifts_only():
+    shift = stacking_transform(Transform.from_translation(3.4, -7.6), (512, 512))
+    assert shift.is_integer_shift and (shift.dx, shift.dy) == (3, -8)
+    angle = np.radians(0.2)  # 1.8 px at the far edge of 512 px
+    rotated = Transform(np.array([[np.cos(angle), -np.sin(angle), 2.0],
+                                  [np.sin(angle), np.cos(angle), 1.0], [0, 0, 1]]))
+    assert stacking_transform(rotated, (512, 512)) is rotated
+
+
+@pytest.mark.parametrize("sigma", [1.3, 2.0])
+def test_measure_fwhm_of_gaussian_stars(sigma):
+    yy, xx = np.mgrid[0:80, 0:80]
+    image = np.zeros((80, 80))
+    x, y = np.array([20.3, 55.7, 40.1]), np.array([21.6, 30.2, 60.4])
+    for xi, yi in zip(x, y):
+        fx = erf((xx - xi + 0.5) / (np.sqrt(2) * sigma)) - erf((xx - xi - 0.5) / (np.sqrt(2) * sigma))
+        fy = erf((yy - yi + 0.5) / (np.sqrt(2) * sigma)) - erf((yy - yi - 0.5) / (np.sqrt(2) * sigma))
+        image += 1e5 * fx * fy / 4
+    assert measure_fwhm(image, x, y, guess=3.0) == pytest.approx(2.3548 * sigma, rel=0.01)
