@@ -27,12 +27,11 @@ Example
 """
 
 from pathlib import Path
-import tomllib
 
 import tomli_w
 
 from .background.local import AnnulusBackground
-from .instruments import ConfigError
+from .instruments import ConfigError, read_toml
 from .photometry.optimal import OptimalPhotometer
 from .photometry.photometers import AperturePhotometer
 from .photometry.psf import PSFPhotometer
@@ -169,13 +168,7 @@ def load_config(path):
         and the keyword).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: configuration file not found")
-    try:
-        config = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    config = validate_config(config, source=str(path))
+    config = validate_config(read_toml(path, "configuration file"), source=str(path))
     return _resolve_paths(config, path.parent)
 
 

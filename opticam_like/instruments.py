@@ -12,7 +12,7 @@ from pathlib import Path
 import tomllib
 
 __all__ = ["InstrumentProfile", "ConfigError", "load_profile", "profile_from_mapping",
-           "BUILTIN_PROFILES"]
+           "read_toml", "BUILTIN_PROFILES"]
 
 #: Logical header quantities a profile can map, with what each holds.
 LOGICAL_KEYWORDS = {
@@ -287,10 +287,31 @@ def load_profile(instrument):
     if path.suffix.lower() != ".toml":
         raise ConfigError(f"unknown instrument {text!r}: use one of {sorted(BUILTIN_PROFILES)}, "
                           "a profile object or a .toml file")
+    table = read_toml(path, "instrument file")
+    return profile_from_mapping(table.get("instrument", table), source=str(path))
+
+
+def read_toml(path, what="file"):
+    """Parse a TOML file.
+
+    Parameters
+    ----------
+    path : Path
+    what : str
+        What the file is, for the message when it is missing.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not valid TOML (the message names the file).
+    """
     if not path.is_file():
-        raise ConfigError(f"{path}: instrument file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
-        table = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    return profile_from_mapping(table.get("instrument", table), source=str(path))
