@@ -58,23 +58,29 @@ def _check_sums(ours, reference, what):
     np.testing.assert_allclose(ours[finite], reference[finite], rtol=RTOL, atol=0, err_msg=what)
 
 
+def _check_against_photutils(result, apertures, data, mask, variance):
+    """Compare sums and errors with photutils' exact method; return photutils' areas."""
+    ref_sum, ref_err, ref_area = [], [], []
+    for aperture in apertures:
+        table = aperture_photometry(data, aperture, mask=mask, error=np.sqrt(variance),
+                                    method="exact")
+        ref_sum.append(table["aperture_sum"][0])
+        ref_err.append(table["aperture_sum_err"][0])
+        ref_area.append(aperture.area_overlap(data, mask=mask))
+    _check_sums(result.sum, np.array(ref_sum), "sum")
+    _check_sums(np.sqrt(result.variance_sum), np.array(ref_err), "variance")
+    return np.array(ref_area)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_circular_sums_match_photutils(dtype):
     data, mask, variance = _frame(dtype)
     x, y = _positions(data.shape, 240)
     r = np.random.default_rng(2).uniform(0.3, 20.0, len(x))
     result = circular_aperture_sums(data, x, y, r, mask=mask, variance=variance)
-    ref_sum, ref_err, ref_area = [], [], []
-    for xi, yi, ri in zip(x, y, r):
-        aperture = CircularAperture((xi, yi), ri)
-        table = aperture_photometry(data, aperture, mask=mask, error=np.sqrt(variance),
-                                    method="exact")
-        ref_sum.append(table["aperture_sum"][0])
-        ref_err.append(table["aperture_sum_err"][0])
-        ref_area.append(aperture.area_overlap(data, mask=mask))
-    ref_sum, ref_err, ref_area = map(np.array, (ref_sum, ref_err, ref_area))
-    _check_sums(result.sum, ref_sum, "sum")
-    _check_sums(np.sqrt(result.variance_sum), ref_err, "variance")
+    ref_area = _check_against_photutils(
+        result, [CircularAperture((xi, yi), ri) for xi, yi, ri in zip(x, y, r)],
+        data, mask, variance)
     has_area = np.isfinite(ref_area)
     np.testing.assert_allclose(result.area[has_area], ref_area[has_area], rtol=RTOL)
     assert np.all(result.area[~has_area] == 0)
@@ -95,17 +101,9 @@ def test_elliptical_sums_match_photutils(dtype):
     theta[::5] = 0.0
     theta[1::5] = np.pi / 2
     result = elliptical_aperture_sums(data, x, y, a, b, theta, mask=mask, variance=variance)
-    ref_sum, ref_err, ref_area = [], [], []
-    for xi, yi, ai, bi, ti in zip(x, y, a, b, theta):
-        aperture = EllipticalAperture((xi, yi), ai, bi, theta=ti)
-        table = aperture_photometry(data, aperture, mask=mask, error=np.sqrt(variance),
-                                    method="exact")
-        ref_sum.append(table["aperture_sum"][0])
-        ref_err.append(table["aperture_sum_err"][0])
-        ref_area.append(aperture.area_overlap(data, mask=mask))
-    ref_sum, ref_err, ref_area = map(np.array, (ref_sum, ref_err, ref_area))
-    _check_sums(result.sum, ref_sum, "sum")
-    _check_sums(np.sqrt(result.variance_sum), ref_err, "variance")
+    ref_area = _check_against_photutils(
+        result, [EllipticalAperture((xi, yi), ai, bi, theta=ti)
+                 for xi, yi, ai, bi, ti in zip(x, y, a, b, theta)], data, mask, variance)
     has_area = np.isfinite(ref_area)
     np.testing.assert_allclose(result.area[has_area], ref_area[has_area], rtol=RTOL)
     np.testing.assert_allclose(result.full_area, np.pi * a * b, rtol=1e-15)
