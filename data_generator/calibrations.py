@@ -170,11 +170,17 @@ def generate_darks(out_directory, n_images=10, *, exposure=None, parameters=None
     """
     n_images = check_n_images(n_images)
     p = resolve_parameters(parameters, **kwargs)
+    exposure = _exposure(p, exposure)
+    return _generate("dark", out_directory, n_images, exposure, np.zeros(n_images), p,
+                     overwrite, compress, progress, {})
+
+
+def _exposure(p, exposure):
+    """The calibration exposure (s): the science exposure by default; ValueError if not > 0."""
     exposure = p.exposure if exposure is None else float(exposure)
     if not exposure > 0:
         raise ValueError(f"exposure: must be > 0 s, got {exposure}")
-    return _generate("dark", out_directory, n_images, exposure, np.zeros(n_images), p,
-                     overwrite, compress, progress, {})
+    return exposure
 
 
 def generate_flats(out_directory, n_images=10, *, exposure=None, level=25000.0, decay=0.95,
@@ -221,9 +227,7 @@ def generate_flats(out_directory, n_images=10, *, exposure=None, level=25000.0, 
     """
     n_images = check_n_images(n_images)
     p = resolve_parameters(parameters, **kwargs)
-    exposure = p.exposure if exposure is None else float(exposure)
-    if not exposure > 0:
-        raise ValueError(f"exposure: must be > 0 s, got {exposure}")
+    exposure = _exposure(p, exposure)
     if not 0 < level < p.saturation - p.bias_level:
         raise ValueError(f"level: must be in (0, saturation - bias_level) ADU, got {level}")
     if not 0 < decay <= 1:

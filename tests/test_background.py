@@ -444,3 +444,17 @@ def test_default_background_on_ntt_image_report():
           f"median {np.median(d_back):.2f} ADU; rms max {d_rms.max():.2f} median "
           f"{np.median(d_rms):.2f} ADU (global rms {float(np.median(rms)):.2f} ADU)")
     assert np.isfinite(d_back).all() and np.isfinite(d_rms).all()
+
+
+def test_compact_copy_rebuilds_identical_maps():
+    """The photometry pass reuses ``compact()`` from the catalogue pass: same maps, exactly."""
+    import pickle
+    rng = np.random.default_rng(11)
+    data = rng.normal(500.0, 20.0, (200, 300)).astype(np.float32)
+    data[50:60, 70:80] += 5000.0
+    full = DefaultBackground(box_size=32)(data)
+    compact = pickle.loads(pickle.dumps(full.compact()))
+    assert len(pickle.dumps(full.compact())) < 10_000
+    np.testing.assert_array_equal(compact.background, full.background)
+    np.testing.assert_array_equal(compact.background_rms, full.background_rms)
+    assert compact.background_median == full.background_median

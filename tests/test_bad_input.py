@@ -57,6 +57,15 @@ def nights(tmp_path_factory):
             dirty, _reduce(dirty, base / "dirty_out"), base / "dirty_out")
 
 
+def test_rejected_table_in_memory_equals_the_file(nights):
+    *_, reducer, out = nights
+    on_disk = Table.read(out / "diag" / "rejected_frames.ecsv")
+    in_memory = reducer.rejected_table
+    assert sorted(zip(in_memory["file"], in_memory["stage"], in_memory["reason"])) == sorted(
+        zip(on_disk["file"], on_disk["stage"], on_disk["reason"]))
+    assert len(in_memory) == 4
+
+
 def test_each_bad_frame_listed_with_its_reason(nights):
     *_, out = nights
     rejected = Table.read(out / "diag" / "rejected_frames.ecsv")
