@@ -228,7 +228,7 @@ class Truth:
         stem = Path(file).name.removesuffix(".gz").removesuffix(".fits")
         frames = self.frames[self.frames["filter"] == band]
         for name, index in zip(frames["file"], frames["index"]):
-            if name.removesuffix(".gz").removesuffix(".fits") == stem:
+            if Path(name).name.removesuffix(".gz").removesuffix(".fits") == stem:
                 return int(index)
         raise KeyError(f"no {band} frame named {Path(file).name} in the truth")
 
