@@ -105,21 +105,13 @@ def airmass(t_utc, ra_deg, dec_deg, longitude_deg, latitude_deg):
     Returns
     -------
     ndarray
-        Airmass, shape of ``t_utc``.
-
-    Raises
-    ------
-    ValueError
-        If the target is below 10 degrees of altitude at some time.
+        Airmass, shape of ``t_utc``; NaN while the target is below the horizon.
     """
     gmst = 280.46061837 + 360.98564736629 * (np.asarray(t_utc.utc.jd, float) - 2451545.0)
     hour_angle = np.deg2rad(gmst + longitude_deg - ra_deg)
     lat, dec = np.deg2rad(latitude_deg), np.deg2rad(dec_deg)
     sin_alt = np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(hour_angle)
-    if np.any(sin_alt < math.sin(math.radians(10.0))):
-        raise ValueError("airmass: the target is below 10 deg of altitude during the night; "
-                         "change start_time, ra or dec")
-    return 1.0 / sin_alt
+    return np.where(sin_alt > 0, 1.0 / np.where(sin_alt > 0, sin_alt, 1.0), np.nan)
 
 
 def cloud_transparency(progress, depth_floor, duration, rng):

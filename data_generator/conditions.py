@@ -30,6 +30,8 @@ from .streams import Stream, random_stream
 __all__ = ["NightConditions", "night_conditions", "frame_offsets"]
 
 _MIN_FWHM_FRACTION = 0.3
+_MAX_AIRMASS = 1.0 / np.sin(np.radians(10.0))
+"""Largest airmass (10 deg altitude) for which the scintillation formula is used."""
 
 
 def frame_offsets(parameters, n_images, camera_index):
@@ -151,6 +153,9 @@ def _atmosphere(parameters, t_start, progress):
     ra, dec = Angle(p.ra, unit="hourangle").deg, Angle(p.dec, unit="deg").deg
     times = p.start + TimeDelta(t_start + p.exposure / 2.0, format="sec")
     x = airmass(times, ra, dec, p.site[0], p.site[1])
+    if p.scintillation and not np.all(x <= _MAX_AIRMASS):
+        raise ValueError(f"scintillation: the target is below 10 deg of altitude (airmass > "
+                         f"{_MAX_AIRMASS:.2f}) during the night; change start_time, ra or dec")
     scintillation = (scintillation_sigma(p.telescope_diameter, p.exposure, x, p.site[2],
                                          p.scintillation_coefficient)
                      if p.scintillation else np.zeros_like(x))

@@ -13,7 +13,8 @@ Files (``F`` = filter, ``C`` = camera):
     and ``pos_0`` the position in that camera's frame 0; with no rotation
     ``pos_i = pos_0 + (dx_i, dy_i)``.
 ``sources.ecsv``
-    One row per star (``id`` 0-based = rank of the flux in the first filter): ``id,
+    One row per star (``id`` 0-based = rank of the flux in the first filter among the
+    ``n_sources`` primary stars; companions, see ``field.ecsv``, follow): ``id,
     is_variable`` and for every filter ``x_F, y_F`` (position in frame 0 of that filter's
     camera) and ``flux_F`` (mean electrons per frame; ``F0`` for the variable).
 ``fluxes_F.fits``
@@ -206,6 +207,31 @@ class Truth:
         matrix = np.array([[row["a11"], row["a12"]], [row["a21"], row["a22"]]], float)
         return matrix, np.array([row["tx"], row["ty"]], float)
 
+    def relative_transform(self, band, frame, reference_band, reference_frame):
+        """True affine map from the pixels of a reference frame to those of a frame.
+
+        Parameters
+        ----------
+        band : str
+            Filter of the frame.
+        frame : int
+            Frame index.
+        reference_band : str
+            Filter (camera) of the reference frame; another camera gives the inter-camera
+            map (flip, rotation, pixel scale).
+        reference_frame : int
+            Index of the reference frame.
+
+        Returns
+        -------
+        (ndarray (2, 2), ndarray (2,))
+            ``M, t`` with ``pos_frame = M @ pos_reference + t``.
+        """
+        matrix, offset = self.transform(band, frame)
+        reference, reference_offset = self.transform(reference_band, reference_frame)
+        inverse = np.linalg.inv(reference)
+        return matrix @ inverse, offset - matrix @ inverse @ reference_offset
+
     def frame_position(self, band, file):
         """Index of a frame in the sequence of its filter.
 
@@ -274,7 +300,8 @@ def load_truth(out_directory):
         Lazy accessors: ``parameters``, ``frames``, ``sources``, ``fluxes(filter)``,
         ``cosmic_rays(filter, kind=None)``, ``detector(camera)``, ``defects(camera)``,
         ``conditions``, ``field``, ``pairs``, ``trails``, ``scintillation(filter)``,
-        ``transform(filter, frame)``, ``positions(filter, frame)``,
+        ``transform(filter, frame)``, ``relative_transform(filter, frame, reference_filter,
+        reference_frame)``, ``positions(filter, frame)``,
         ``variable_position(filter, frame)``, ``frame_position(filter, file)``,
         ``calibration_frames(kind)``, ``calibration_parameters(kind)``.
 

@@ -1,17 +1,24 @@
 """Tests of the realistic preset of data_generator against its truth and analytic results."""
 
 import math
+import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 import pytest
+from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.io import fits
+from astropy.time import Time
+from astropy.utils import iers
 from photutils.morphology import data_properties
 from scipy.ndimage import map_coordinates
 
 from data_generator import (PRESETS, SimulationParameters, generate_biases, generate_darks,
                             generate_flats, generate_observations, generate_realistic_night,
                             load_truth, scintillation_sigma)
+from data_generator.atmosphere import airmass
+from data_generator.cosmic_rays import cosmic_ray_mean
 from data_generator.parameters import OPTICAM_PIXEL_SCALES, resolve_parameters
 from data_generator.psf import moffat_alpha, psf_stamp
 
@@ -185,6 +192,16 @@ def test_transforms_flips_scales_and_positions(realistic):
     assert np.hypot(*(centroid - (x, y))) < 0.1
 
 
+def test_relative_transform_between_cameras(realistic):
+    truth = load_truth(realistic / "night")
+    matrix, offset = truth.relative_transform("i", 17, "g", 3)
+    np.testing.assert_allclose(truth.positions("g", 3) @ matrix.T + offset,
+                               truth.positions("i", 17), atol=1e-9)
+    # g -> i: C3 is flipped in y and has larger pixels than C1
+    assert np.linalg.det(matrix) == pytest.approx(-(OPTICAM_PIXEL_SCALES[0]
+                                                    / OPTICAM_PIXEL_SCALES[2]) ** 2, rel=1e-9)
+
+
 def test_close_pairs(realistic):
     truth = load_truth(realistic / "night")
     p = truth.parameters
@@ -310,6 +327,18 @@ def test_scintillation_formula():
         scintillation_sigma(2.1, 0.0, 1.0, 2800.0)
 
 
+def test_airmass_against_astropy():
+    times = Time("2024-01-01T00:00:00") + np.linspace(0, 6, 7) * u.hour
+    site = EarthLocation(lon=-115.4636 * u.deg, lat=31.0442 * u.deg, height=2790 * u.m)
+    target = SkyCoord("01:00:00.00", "+25:00:00.0", unit=(u.hourangle, u.deg))
+    with iers.conf.set_temp("auto_download", False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        altitude = target.transform_to(AltAz(obstime=times, location=site)).alt
+    # sec z without precession since J2000 (20 arcmin in 2024): within 1.5 %
+    np.testing.assert_allclose(airmass(times, 15.0, 25.0, -115.4636, 31.0442),
+                               1 / np.sin(altitude.rad), rtol=0.015)
+
+
 def test_scintillation_in_the_frames(tmp_path):
     n = 200
     generate_observations(tmp_path, n_images=n, progress=False, shape=(64, 64), n_sources=1,
@@ -402,13 +431,30 @@ def test_no_camera_keyword_and_folders(realistic, tmp_path):
 
 def test_cosmic_ray_rate(realistic):
     p = resolve_parameters(preset="realistic")
-    from data_generator.cosmic_rays import cosmic_ray_mean
     side = 2048 * 6.5e-4
     assert cosmic_ray_mean(p) == pytest.approx(2.0 * side * side / 60.0, rel=1e-12)
     assert cosmic_ray_mean(p, 60.0) == pytest.approx(2.0 * side * side, rel=1e-12)
     truth = load_truth(realistic / "night")
     hits = truth.cosmic_rays("g")
     assert set(hits.colnames) == {"frame", "ray", "x", "y", "electrons"}
+
+
+def test_clean_night_has_no_realistic_effects(tmp_path):
+    generate_observations(tmp_path, n_images=3, progress=False, shape=(64, 64), n_sources=3,
+                          hot_pixels=4, dead_pixels=2, drift=4.0, seed=2)
+    truth = load_truth(tmp_path)
+    c = truth.conditions
+    assert np.all(c["theta"] == 0) and np.all(c["transparency"] == 1)
+    assert np.all(c["scintillation"] == 0) and np.all(c["beta"] == 2.5)
+    assert np.all(c["ellipticity"] == 0) and np.all(c["n_trails"] == 0)
+    assert len(truth.trails) == 0 and len(truth.pairs) == 0 and len(truth.sources) == 3
+    assert np.all(truth.scintillation("g")["factor"] == 1)
+    assert sorted(set(truth.defects("C1")["kind"])) == ["dead", "hot"]
+    assert fits.getheader(tmp_path / "C2_r_000001.fits")["CAMERA"] == "C2"
+    for band, flip in zip("gri", (1, -1, -1)):
+        matrix, _ = truth.transform(band, 0)
+        assert np.sign(np.linalg.det(matrix)) == flip
+        assert abs(np.linalg.det(matrix)) == pytest.approx(1.0, rel=1e-12)
 
 
 def test_realistic_night_smoke(tmp_path):
