@@ -32,8 +32,9 @@ from .variability import exposure_mean_factor, smearing_factor
 
 __all__ = ["generate_observations"]
 
-_TRUTH_PATTERN = (r"parameters\.json|frames\.ecsv|sources\.ecsv|fluxes_.+\.fits|cosmic_rays_.+\.ecsv"
-                  r"|conditions\.ecsv|field\.ecsv|trails\.ecsv|scintillation_.+\.fits")
+_TRUTH_PATTERN = (r"parameters\.json|frames\.ecsv|sources\.ecsv|fluxes_.+\.fits"
+                  r"|cosmic_rays_.+\.ecsv|conditions\.ecsv|field\.ecsv|trails\.ecsv"
+                  r"|scintillation_.+\.fits")
 
 
 def _light_curves(parameters, field, conditions, k):

@@ -12,10 +12,11 @@ exposure)`` mapped to pixels by the frame's pointing. Its light is a line of ``f
 electrons per pixel of length (``trail_brightness`` per field pixel, times the transparency)
 convolved with a circular Gaussian of the frame's FWHM:
 
-``I(a, b) = flux_per_length * [Phi((L - a) / s) - Phi(-a / s)] * exp(-b^2 / 2 s^2) / (s sqrt(2 pi))``
+``I(a, b) = lambda [Phi((L - a) / s) - Phi(-a / s)] exp(-b^2 / 2 s^2) / (s sqrt(2 pi))``
 
-with ``a`` the coordinate along the segment from its start, ``b`` the distance across, ``L``
-the segment length, ``s = fwhm / 2.355``; sampled at the pixel centres. The peak surface
+with ``lambda = flux_per_length``, ``a`` the coordinate along the segment from its start,
+``b`` the distance across, ``L`` the segment length, ``s = fwhm / 2.355``; sampled at the
+pixel centres. The peak surface
 brightness on the line is ``flux_per_length / (s sqrt(2 pi))``.
 """
 
