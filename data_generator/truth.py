@@ -21,8 +21,9 @@ Files (``F`` = filter, ``C`` = camera):
     Binary table, one row per frame of filter ``F``: ``frame`` (int), ``file``, ``t_mid`` (s) and
     per-star vector columns of length ``n_sources``: ``x, y`` (0-based pixel position, centre
     of pixel ``[0, 0]`` at ``(0, 0)``), ``flux`` (expected electrons injected in the frame,
-    before the flat field: exposure-integrated variability included, PSF truncation to the
-    stamp included; the Poisson draw is not), ``saturated`` (a pixel of the star's stamp is at
+    before the flat field: exposure-integrated variability, scintillation factor, cloud
+    transparency and PSF truncation to the stamp included; the Poisson draw is not; a
+    satellite trail's light is not), ``saturated`` (a pixel of the star's stamp is at
     the saturation level). Reading it gives ``flux`` of shape ``(n_frames, n_sources)``.
 ``cosmic_rays_F.ecsv``
     One row per pixel hit: ``frame, ray, x, y`` (int) and ``electrons`` (deposited charge).

@@ -429,6 +429,15 @@ def test_no_camera_keyword_and_folders(realistic, tmp_path):
     assert not (tmp_path / "c1" / "g_000001.fits").exists()
 
 
+def test_realistic_night_is_reproducible(tmp_path):
+    first = generate_observations(tmp_path / "a", n_images=3, progress=False, **SMALL_REALISTIC)
+    generate_observations(tmp_path / "b", n_images=3, progress=False,
+                          parameters=load_truth(tmp_path / "a").parameters)
+    for path in first.files + sorted((tmp_path / "a" / "truth").iterdir()):
+        relative = path.relative_to(tmp_path / "a")
+        assert (tmp_path / "b" / relative).read_bytes() == path.read_bytes(), relative
+
+
 def test_cosmic_ray_rate(realistic):
     p = resolve_parameters(preset="realistic")
     side = 2048 * 6.5e-4
