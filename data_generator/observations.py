@@ -60,8 +60,7 @@ def _light_curves(parameters, field, conditions, k):
 def _psf_angles(parameters, conditions, pointing):
     """Position angle (deg) of the PSF major axis in a camera's pixels, per frame: the field
     angle mapped by the frame's orientation; 0 (along x) when the PSF is not rotated."""
-    p = parameters
-    if p.ellipticity_range is None and p.psf_angle % 180 == 0 and p.psf_angle_rotation == 0:
+    if not parameters.psf_rotates:
         return np.zeros(len(conditions.psf_angle))
     angle = np.deg2rad(conditions.psf_angle)
     axis = np.einsum("fij,jf->fi", pointing.matrices, np.stack([np.cos(angle), np.sin(angle)]))

@@ -501,9 +501,7 @@ class SimulationParameters:
                          f"{name}: must be (low, high) inside ({low}, {high}), "
                          f"got {getattr(self, name)}")
                 resolved[name] = value
-        rotated = (self.psf_angle % 180 != 0 or self.psf_angle_rotation != 0
-                   or self.ellipticity_range is not None)
-        _require(not rotated or self.psf == "moffat",
+        _require(not self.psf_rotates or self.psf == "moffat",
                  "psf_angle, psf_angle_rotation, ellipticity_range: need psf='moffat'")
         _require(self.beta_range is None or self.psf == "moffat", "beta_range: needs psf='moffat'")
         if self.pixel_scales is not None:
@@ -551,6 +549,13 @@ class SimulationParameters:
         for name in ("scintillation", "camera_keyword", "camera_in_names", "camera_folders"):
             resolved[name] = bool(getattr(self, name))
         return resolved
+
+    @property
+    def psf_rotates(self):
+        """Whether the PSF's position angle is set (``psf_angle``, ``psf_angle_rotation`` or
+        ``ellipticity_range``); otherwise the major axis stays along x in every camera."""
+        return (self.psf_angle % 180 != 0 or self.psf_angle_rotation != 0
+                or self.ellipticity_range is not None)
 
     def camera_scale(self, camera_index):
         """Pixels of camera ``camera_index`` per field pixel: ``pixel_scales[0] /
