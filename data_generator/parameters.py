@@ -234,7 +234,7 @@ class SimulationParameters:
         4.2 sCMOS of OPTICAM).
     saturated_hot_pixels : int
         Hot pixels with a dark current (2e5 to 1e6 e-/s) that saturates them in any
-        exposure longer than 0.1 s (default 0); marked ``HOT`` in the detector truth.
+        exposure longer than 0.6 s (default 0); marked ``HOT`` in the detector truth.
     warm_pixels : int
         Pixels with an extra dark current of 5 to 50 e-/s (default 0); in ``DARK`` and in
         ``defects_C.ecsv`` only.
