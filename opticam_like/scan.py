@@ -47,7 +47,8 @@ def find_frames(directories, camera_directories=False):
     directories : sequence of str or Path
     camera_directories : bool
         Also take the files of sub-directories named ``c1``, ``cam2``, ``camera3``, ... (any
-        case), one level down, as OPTICAM stores each camera's frames.
+        case), one level down, as OPTICAM stores each camera's frames. A file reached twice
+        (a directory given twice, or also as a camera sub-directory) is taken once.
 
     Returns
     -------
@@ -61,9 +62,9 @@ def find_frames(directories, camera_directories=False):
     Raises
     ------
     ReductionError
-        A directory does not exist or cannot be listed, or no FITS file is found.
+        A directory does not exist or cannot be listed.
     """
-    paths, rejected = [], []
+    paths, rejected, seen = [], [], set()
     for directory in directories:
         directory = Path(directory)
         if not directory.is_dir():
@@ -74,6 +75,9 @@ def find_frames(directories, camera_directories=False):
                               if _CAMERA_DIRECTORY.fullmatch(p.name) and p.is_dir())
         for folder in folders:
             for path in sorted(p for p in _listing(folder) if is_fits_file(p)):
+                if path.absolute() in seen:
+                    continue
+                seen.add(path.absolute())
                 reason = _unreadable(path)
                 if reason == "directory":
                     continue
@@ -81,9 +85,6 @@ def find_frames(directories, camera_directories=False):
                     rejected.append(FrameFailure(str(path), "scan", reason))
                 else:
                     paths.append(path)
-    if not paths and not rejected:
-        raise ReductionError("no FITS frames (.fits, .fit, .fts, optionally .gz) found in "
-                             + ", ".join(str(d) for d in directories))
     return paths, rejected
 
 
@@ -138,9 +139,12 @@ class ScanResult:
     Attributes
     ----------
     groups : dict of str to list of FrameInfo
-        Frames per filter, sorted by mid-exposure time.
+        Frames per group (see :func:`group_key`: the filter, or ``'{filter}-{camera}'`` for a
+        filter observed by several cameras), sorted by mid-exposure time.
     rejected : list of FrameFailure
-        Frames that cannot be used, with the reason.
+        Frames that cannot be used, with the reason: unreadable entries (broken or looping
+        symbolic links, special files, no read permission), unusable headers, calibration
+        frames and frames of an odd shape.
     warnings : list of str
         Findings that do not stop the run (unknown filters, time gaps, ...).
     """
@@ -151,7 +155,8 @@ class ScanResult:
 
     @property
     def filters(self):
-        """Filters found, in the order of the profile's filter list (or alphabetical)."""
+        """Group names (filters), in the order of the profile's filter list (then
+        alphabetical)."""
         return list(self.groups)
 
     def frame_table(self):
@@ -194,6 +199,9 @@ def scan_frames(directories, profile, pool=None):
         binnings and an example file of each).
     """
     paths, unreadable = find_frames(directories, profile.camera_directories)
+    if not paths and not unreadable:
+        raise ReductionError("no FITS frames (.fits, .fit, .fts, optionally .gz) found in "
+                             + ", ".join(str(d) for d in directories))
     if pool is None:
         infos = []
         for path in paths:

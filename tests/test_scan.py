@@ -119,3 +119,11 @@ def test_camera_subdirectories_without_camera_keyword(tmp_path):
     assert found == {"g": [("C1", "filter")] * 3, "i": [("C3", "filter")] * 3,
                      "Halpha": [("C2", "directory")] * 3}
     assert list(result.frame_table()["camera_source"][:3]) == ["filter"] * 3
+
+
+def test_a_directory_given_twice_is_scanned_once(tmp_path):
+    folder = _night(tmp_path / "data", n=3)
+    (folder / "c1").mkdir()
+    write_opticam_frame(folder / "c1" / "late.fits", GPSTIME="2024-01-01 00:00:09.500000")
+    result = scan_frames([folder, folder / "c1", folder], load_profile("opticam"))
+    assert [len(v) for v in result.groups.values()] == [4, 3]
