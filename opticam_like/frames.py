@@ -244,16 +244,15 @@ def _camera(header, profile, path, filter_name):
         return profile.camera_name(profile.defaults["camera"]), "default"
     if "camera" not in profile.required:
         return "1", "default"
-    keys = " / ".join(profile.header_keywords("camera")) or "camera"
-    clues = [f"no {keys} keyword"]
+    keys = profile.header_keywords("camera") or ("camera",)
+    clues = [f"no {' / '.join(keys)} keyword"]
     if profile.camera_filters:
         owners = "; ".join(f"{c}: {', '.join(f)}" for c, f in profile.camera_filters.items())
         clues.append(f"filter {filter_name!r} is none of the cameras' ({owners})")
     if profile.camera_directories:
         clues.append("no parent directory named c1, c2, ... (or cam1, camera1)")
     raise FrameError(path, f"cannot tell which camera took the frame: {', '.join(clues)}",
-                     keyword=profile.header_keywords("camera")[0]
-                     if profile.header_keywords("camera") else "camera")
+                     keyword=keys[0])
 
 
 def _header_info(header, shape, path, profile):

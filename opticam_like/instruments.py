@@ -27,7 +27,8 @@ from astropy.time import Time
 from astropy.time.formats import TimeNumeric
 
 __all__ = ["InstrumentProfile", "ConfigError", "load_profile", "profile_from_mapping",
-           "read_toml", "BUILTIN_PROFILES", "camera_from_directory", "normalise_filter"]
+           "read_toml", "BUILTIN_PROFILES", "camera_directory_name", "camera_from_directory",
+           "normalise_filter"]
 
 #: Logical header quantities a profile can map, with what each holds.
 LOGICAL_KEYWORDS = {
@@ -59,8 +60,27 @@ _CAMERA_DIRECTORY = re.compile(r"(?:c|cam|camera)[ _-]?(\d+)", re.IGNORECASE)
 _CAMERA_VALUE = re.compile(r"(?:c|cam|camera)?[ _-]?(\d+)", re.IGNORECASE)
 
 
+def camera_directory_name(name):
+    """Camera named by a directory name ``c1``, ``cam2``, ``camera3``, ... (any case), or None.
+
+    Parameters
+    ----------
+    name : str
+        A directory name (not a path).
+
+    Returns
+    -------
+    str or None
+        ``'C1'``, ``'C2'``, ... : ``c``, ``cam`` or ``camera`` followed by a number, with an
+        optional space, ``_`` or ``-``.
+    """
+    match = _CAMERA_DIRECTORY.fullmatch(name)
+    return f"C{int(match.group(1))}" if match else None
+
+
 def camera_from_directory(path):
-    """Camera named by the nearest parent directory of a frame called ``c1``, ``cam2``, ...
+    """Camera named by the nearest parent directory of a frame (see
+    :func:`camera_directory_name`), or None.
 
     Parameters
     ----------
@@ -70,13 +90,11 @@ def camera_from_directory(path):
     Returns
     -------
     str or None
-        ``'C1'``, ``'C2'``, ... (case-insensitive match of ``c``, ``cam`` or ``camera``
-        followed by a number, with an optional space, ``_`` or ``-``), or None.
     """
     for parent in Path(path).absolute().parents:
-        match = _CAMERA_DIRECTORY.fullmatch(parent.name)
-        if match:
-            return f"C{int(match.group(1))}"
+        camera = camera_directory_name(parent.name)
+        if camera is not None:
+            return camera
     return None
 
 

@@ -23,12 +23,11 @@ from astropy.table import Table
 from astropy.time import Time
 
 from .frames import FrameError, is_fits_file, read_header
+from .instruments import camera_directory_name
 from .parallel import FrameFailure
 
 __all__ = ["ScanResult", "ReductionError", "find_frames", "scan_frames", "group_key",
            "acquisition_order"]
-
-_CAMERA_DIRECTORY = re.compile(r"(?:c|cam|camera)[ _-]?\d+", re.IGNORECASE)
 
 #: Image types (``IMAGETYP``) that are not science frames.
 CALIBRATION_TYPES = ("bias", "zero", "dark", "flat", "flatfield", "sky flat", "dome flat",
@@ -72,15 +71,15 @@ def find_frames(directories, camera_directories=False):
         folders = [directory]
         if camera_directories:
             folders += sorted(p for p in _listing(directory)
-                              if _CAMERA_DIRECTORY.fullmatch(p.name) and p.is_dir())
+                              if camera_directory_name(p.name) and p.is_dir())
         for folder in folders:
             for path in sorted(p for p in _listing(folder) if is_fits_file(p)):
                 if path.absolute() in seen:
                     continue
                 seen.add(path.absolute())
-                reason = _unreadable(path)
-                if reason == "directory":
+                if path.is_dir():
                     continue
+                reason = _unreadable(path)
                 if reason:
                     rejected.append(FrameFailure(str(path), "scan", reason))
                 else:
@@ -97,7 +96,7 @@ def _listing(directory):
 
 
 def _unreadable(path):
-    """Why a file cannot be read as a frame ('' when it can; 'directory' for a directory)."""
+    """Why a directory entry cannot be read as a frame ('' when it can)."""
     try:
         info = os.stat(path)
     except OSError as exc:
@@ -106,8 +105,6 @@ def _unreadable(path):
         if path.is_symlink() and exc.errno == errno.ENOENT:
             return f"broken symbolic link: its target {os.readlink(path)} does not exist"
         return f"cannot access the file ({exc.strerror or exc})"
-    if stat.S_ISDIR(info.st_mode):
-        return "directory"
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file (a FIFO, socket or device cannot be read as a frame)"
     if not os.access(path, os.R_OK):
