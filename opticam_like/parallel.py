@@ -244,10 +244,10 @@ class WorkerPool:
             return cloudpickle.dumps(context)
         except Exception as exc:
             culprit = _unpicklable_part(context)
-            where = f", in {culprit}," if culprit else ""
+            where = f" in {culprit}" if culprit else ""
             raise TypeError(
-                f"{what} ({_short_repr(context)}) cannot be pickled for the worker "
-                f"processes{where} because {type(exc).__name__}: {exc}. Objects holding an "
+                f"{what} cannot be pickled for the worker processes: {_short_repr(context)}"
+                f"{where}: {type(exc).__name__}: {exc}. Objects holding an "
                 "open file, a lock or a connection cannot be sent: open them inside the "
                 "callable, or use n_workers=1 or a thread executor.") from None
 
@@ -441,7 +441,7 @@ def _serialise(func, context, accumulator):
     try:
         return cloudpickle.dumps((func, context, accumulator))
     except Exception:
-        WorkerPool.check_picklable(func, f"the per-frame function {_short_repr(func)}")
+        WorkerPool.check_picklable(func, "the per-frame function")
         WorkerPool.check_picklable(context, "the context")
         WorkerPool.check_picklable(accumulator, "the accumulator factory")
         raise
@@ -453,12 +453,16 @@ def _short_repr(obj, limit=80):
 
 
 def _unpicklable_part(obj):
-    """Name of the attribute, closure variable or argument of ``obj`` that cannot be pickled."""
+    """Name of the closure variable, global, argument, item or attribute of ``obj`` that cannot
+    be pickled (one level deep), or None."""
     parts = []
     if getattr(obj, "__closure__", None):
         names = obj.__code__.co_freevars
         parts += [(f"closure variable {n!r}", c.cell_contents)
                   for n, c in zip(names, obj.__closure__)]
+    if hasattr(obj, "__code__") and hasattr(obj, "__globals__"):
+        parts += [(f"global {n!r}", obj.__globals__[n]) for n in obj.__code__.co_names
+                  if n in obj.__globals__]
     if hasattr(obj, "func") and hasattr(obj, "args") and hasattr(obj, "keywords"):
         parts += [("the partial's function", obj.func)]
         parts += [(f"partial argument {i}", a) for i, a in enumerate(obj.args)]

@@ -8,7 +8,7 @@ import sys
 import textwrap
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import psutil
 import pytest
@@ -209,6 +209,16 @@ def test_thread_executor_runs_lambdas_and_locks():
         WorkerPool(2, start_method="vfork")
 
 
+def test_an_external_process_pool_gets_lambdas_by_value():
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as ex:
+        pool = WorkerPool(executor=ex, progress=False)
+        assert pool.process_workers
+        results, _, _ = pool.map(lambda item, context, timer: (context * item, os.getpid()),
+                                 range(5), 3)
+    assert [r for r, _ in results] == [0, 3, 6, 9, 12]
+    assert os.getpid() not in {pid for _, pid in results}
+
+
 def test_partial_context_reaches_the_workers():
     with WorkerPool(2, progress=False) as pool:
         results, _, _ = pool.map(_call_context, [2, 3], functools.partial(pow, 3))
@@ -217,8 +227,9 @@ def test_partial_context_reaches_the_workers():
 
 def test_unpicklable_objects_are_named(tmp_path):
     assert isinstance(WorkerPool.check_picklable(lambda x: x + 1, "the background"), bytes)
-    with pytest.raises(TypeError, match=r"the background \(<.*_Locked.*\) cannot be pickled "
-                                        r"for the worker processes, in attribute 'lock'.*lock"):
+    with pytest.raises(TypeError, match=r"the background cannot be pickled for the worker "
+                                        r"processes: <.*_Locked.*> in attribute 'lock' "
+                                        r"\(<unlocked _thread.lock.*\): TypeError: .*lock"):
         WorkerPool.check_picklable(_Locked(), "the background")
     with WorkerPool(2, progress=False) as pool:
         with pytest.raises(TypeError, match="the context .* attribute 'lock'"):
@@ -226,8 +237,9 @@ def test_unpicklable_objects_are_named(tmp_path):
         with open(tmp_path / "log.txt", "w") as handle:
             def write(item, context, timer):
                 handle.write(str(item))
-            with pytest.raises(TypeError, match="the per-frame function .*write.* cannot be "
-                                                "pickled.*closure variable 'handle'"):
+            with pytest.raises(TypeError, match=r"the per-frame function cannot be pickled "
+                                                r"for the worker processes: <function .*write.*> "
+                                                r"in closure variable 'handle' \(<_io.Text"):
                 pool.map(write, [1], None)
 
 
