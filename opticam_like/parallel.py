@@ -366,20 +366,9 @@ class WorkerPool:
                     continue
                 inflight[future] = pending.popleft()
             done, _ = wait(inflight, return_when=FIRST_COMPLETED) if inflight else ((), ())
-            lost = []
-            for future in done:
-                task = inflight.pop(future)
-                if isinstance(future.exception(), BrokenProcessPool):
-                    lost.append(task)
-                else:
-                    run.collect(task, cloudpickle.loads(future.result()))
+            lost = _settle(run, inflight, done)
             if lost or broken:
-                for future in _as_done(inflight):
-                    task = inflight.pop(future)
-                    if isinstance(future.exception(), BrokenProcessPool):
-                        lost.append(task)
-                    else:
-                        run.collect(task, cloudpickle.loads(future.result()))
+                lost += _settle(run, inflight, list(inflight))
                 note = self._discard_pool()
                 crashed.extend((task, note) for task in lost)
         return crashed
@@ -414,8 +403,22 @@ class _Run:
         return self.results, self.timings, self.accumulated
 
 
+def _settle(run, inflight, futures):
+    """Wait for ``futures`` and take them out of ``inflight``; collect the results; return the
+    tasks lost to a dead worker."""
+    lost = []
+    for future in futures:
+        task = inflight.pop(future)
+        if isinstance(future.exception(), BrokenProcessPool):
+            lost.append(task)
+        else:
+            run.collect(task, cloudpickle.loads(future.result()))
+    return lost
+
+
 def _as_done(futures):
-    """The futures as they finish (a list copy, so the caller may pop from ``futures``)."""
+    """The futures as they finish (iterating over a copy, so the caller may pop from
+    ``futures``)."""
     pending = set(futures)
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
