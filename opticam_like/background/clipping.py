@@ -189,17 +189,16 @@ def _clip_sorted_rows(d, n_valid, sigma, maxiters, intersect_last):
     """
     n_boxes, n_pixels = d.shape
     rows = np.arange(n_boxes)
-    zero = np.zeros((n_boxes, 1))
-    with np.errstate(invalid="ignore"):
-        up = np.where(d >= 0, d, 0.0)
-        down = np.where(d < 0, d, 0.0)
     # Accumulated outwards from the pivot: the non-negative values from the
-    # left, the negative ones from the right.
-    up1 = np.concatenate([zero, np.cumsum(up, axis=1)], axis=1)
-    up2 = np.concatenate([zero, np.cumsum(up * up, axis=1)], axis=1)
-    down1 = np.concatenate([np.cumsum(down[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
-    down2 = np.concatenate([np.cumsum((down * down)[:, ::-1], axis=1)[:, ::-1], zero],
-                           axis=1)
+    # left, the negative ones from the right (fmax, fmin: NaN counts as 0).
+    up1, up2, down1, down2 = np.zeros((4, n_boxes, n_pixels + 1))
+    part = np.fmax(d, 0.0)
+    np.cumsum(part, axis=1, out=up1[:, 1:])
+    np.cumsum(np.square(part, out=part), axis=1, out=up2[:, 1:])
+    part = np.fmin(d, 0.0)[:, ::-1]
+    np.cumsum(part, axis=1, out=down1[:, -2::-1])
+    np.cumsum(np.square(part, out=part), axis=1, out=down2[:, -2::-1])
+    del part
     flat = d.ravel()
     last = n_pixels - 1
 
