@@ -260,7 +260,7 @@ def test_box_statistics_underflowing_spread(kind, backend):
 
 
 @needs_c_kernel
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(36))
 def test_backends_agree(seed):
     """C kernel and NumPy implementation agree to 1e-6 of the rms, pixel counts exactly."""
     data, box, mask, coverage, _ = _config(seed)
