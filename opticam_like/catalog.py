@@ -5,8 +5,10 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 
+from .alignment import Transform
+
 __all__ = ["choose_reference", "catalog_from_stack", "interpolate_matrices", "guide_stars",
-           "transforms_table"]
+           "transforms_table", "transforms_from_table"]
 
 
 def choose_reference(rows):
@@ -162,22 +164,36 @@ def transforms_table(files, rows, matrices, aligned, reasons):
     Returns
     -------
     astropy.table.Table
+        Columns :data:`opticam_like.schema.TRANSFORM_COLUMNS`; each row's ``matrix``,
+        ``method``, ``n_matches`` and ``rms`` are a :meth:`Transform.to_dict` record
+        (``method = 'interpolated'`` where the frame was not aligned), read back with
+        :func:`transforms_from_table`.
     """
+    records = [row.transform.to_dict() if ok else
+               Transform(matrix, method="interpolated").to_dict()
+               for row, matrix, ok in zip(rows, matrices, aligned)]
     table = Table()
     table["frame"] = np.arange(len(files))
     table["file"] = files
-    table["matrix"] = np.asarray(matrices)[:, :2, :].reshape(len(files), 6)
+    table["matrix"] = np.array([r["matrix"] for r in records], dtype=float).reshape(-1, 6)
     table["dx"] = table["matrix"][:, 2]
     table["dy"] = table["matrix"][:, 5]
-    table["method"] = [r.transform.method if getattr(r, "transform", None) is not None
-                       else "interpolated" for r in rows]
-    table["n_matches"] = [r.transform.n_matches if getattr(r, "transform", None) is not None
-                          else 0 for r in rows]
-    table["rms"] = [r.transform.rms if getattr(r, "transform", None) is not None
-                    else np.nan for r in rows]
+    for key in ("method", "n_matches", "rms"):
+        table[key] = [r[key] for r in records]
     table["fwhm"] = [getattr(r, "fwhm", np.nan) for r in rows]
     table["background_median"] = [getattr(r, "background_median", np.nan) for r in rows]
     table["background_rms"] = [getattr(r, "background_rms_median", np.nan) for r in rows]
     table["aligned"] = np.asarray(aligned)
     table["reason"] = reasons
     return table
+
+
+def transforms_from_table(table):
+    """The transforms of a transforms table, one per frame (inverse of
+    :func:`transforms_table`).
+
+    Returns
+    -------
+    list of Transform
+    """
+    return [Transform.from_dict(row) for row in table]

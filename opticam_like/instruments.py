@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 import tomllib
 
+from .errors import ConfigError
+
 __all__ = ["InstrumentProfile", "ConfigError", "load_profile", "profile_from_mapping",
            "read_toml", "BUILTIN_PROFILES"]
 
@@ -32,13 +34,6 @@ LOGICAL_KEYWORDS = {
 }
 
 TIME_REFERENCES = ("start", "mid", "end")
-
-
-class ConfigError(ValueError):
-    """A configuration or instrument profile is invalid.
-
-    The message names the file (when there is one) and the offending keyword.
-    """
 
 
 @dataclass(frozen=True)
