@@ -10,36 +10,49 @@ Quick start::
     red.photometry(ol.AperturePhotometer(local_background=ol.AnnulusBackground()))
     lc = ol.DifferentialPhotometer("night/reduced").get_relative_light_curve(
         "g", target=2, comparisons=[1, 3])
+
+Importing the package has no side effect: astropy's configuration is left alone (the IERS
+tables are set inside the functions that need them, :func:`opticam_like.timing.offline_iers`),
+and matplotlib, astroalign and the simulator (``generate_*``, from the separate
+``data_generator`` package) are imported only when used. Log messages go to the
+``opticam_like`` logger hierarchy (``logging.getLogger("opticam_like").setLevel(...)``).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .errors import OpticamLikeError, ConfigError, FrameError, ReductionError, AlignmentError
+from .instruments import InstrumentProfile, load_profile
+from .frames import FrameInfo, read_frame, read_header
+from .flags import PhotFlag, decode_flags
+from .background import DefaultBackground, PhotutilsBackground, SExtractorExactBackground
+from .background.local import AnnulusBackground
+from .detection import DefaultFinder
+from .photometry.photometers import AperturePhotometer
+from .photometry.optimal import OptimalPhotometer
+from .photometry.psf import PSFPhotometer
+from .calibration import CalibrationSet, calibrate
+from .settings import Settings
+from .lightcurves import DifferentialPhotometer
+from .reducer import Reducer
+from .analysis import Analyzer
 
-from .timing import configure_offline_iers
+_SIMULATOR = ("generate_observations", "generate_biases", "generate_darks", "generate_flats")
 
-configure_offline_iers()
+__all__ = ["Reducer", "Settings", "DefaultBackground", "PhotutilsBackground",
+           "SExtractorExactBackground", "AnnulusBackground", "DefaultFinder",
+           "AperturePhotometer", "OptimalPhotometer", "PSFPhotometer", "CalibrationSet",
+           "calibrate", "DifferentialPhotometer", "Analyzer", "InstrumentProfile",
+           "OpticamLikeError", "ConfigError", "ReductionError", "FrameError", "AlignmentError",
+           "FrameInfo", "PhotFlag", "decode_flags", "load_profile", "read_frame", "read_header",
+           *_SIMULATOR, "__version__"]
 
-from .instruments import InstrumentProfile, ConfigError, load_profile  # noqa: E402
-from .frames import FrameInfo, FrameError, read_frame, read_header  # noqa: E402
-from .flags import PhotFlag, decode_flags  # noqa: E402
-from .background import (DefaultBackground, PhotutilsBackground,  # noqa: E402
-                         SExtractorExactBackground)
-from .background.local import AnnulusBackground  # noqa: E402
-from .detection import DefaultFinder  # noqa: E402
-from .photometry.photometers import AperturePhotometer  # noqa: E402
-from .photometry.optimal import OptimalPhotometer  # noqa: E402
-from .photometry.psf import PSFPhotometer  # noqa: E402
-from .calibration import CalibrationSet, calibrate  # noqa: E402
-from .lightcurves import DifferentialPhotometer  # noqa: E402
-from .scan import ReductionError  # noqa: E402
-from .reducer import Reducer  # noqa: E402
-from .analysis import Analyzer  # noqa: E402
-from data_generator import (generate_observations, generate_biases, generate_darks,  # noqa: E402
-                            generate_flats)
 
-__all__ = ["Reducer", "DefaultBackground", "PhotutilsBackground", "SExtractorExactBackground",
-           "AnnulusBackground", "DefaultFinder", "AperturePhotometer", "OptimalPhotometer",
-           "PSFPhotometer", "CalibrationSet", "calibrate", "DifferentialPhotometer", "Analyzer", "InstrumentProfile",
-           "ConfigError", "ReductionError", "FrameError", "FrameInfo", "PhotFlag",
-           "decode_flags", "load_profile", "read_frame", "read_header",
-           "generate_observations", "generate_biases", "generate_darks", "generate_flats",
-           "__version__"]
+def __getattr__(name):
+    """The simulator's functions, imported from ``data_generator`` on first use."""
+    if name in _SIMULATOR:
+        import data_generator
+        return getattr(data_generator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

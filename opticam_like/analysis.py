@@ -33,6 +33,7 @@ from astropy.time import Time, TimeDelta
 from astropy.timeseries import LombScargle
 from scipy.optimize import minimize_scalar
 
+from .errors import ConfigError, MissingOutputError
 from .schema import TIME_COLUMNS, light_curve_paths
 from .timing import good_time_intervals, intersect_gtis
 
@@ -270,14 +271,15 @@ class Analyzer:
 
         Raises
         ------
-        FileNotFoundError
-            If no light curve is found.
-        ValueError
-            If a band has more than one light curve (give ``target``).
+        MissingOutputError
+            If no light curve is found (a ``FileNotFoundError``).
+        ConfigError
+            If a band has more than one light curve (give ``target`` or ``photometer``; a
+            ``ValueError``).
         """
         paths = light_curve_paths(reduced_dir, target, photometer)
         if not paths:
-            raise FileNotFoundError(f"no light curve of target {target or 'any'} and "
+            raise MissingOutputError(f"no light curve of target {target or 'any'} and "
                                     f"photometer {photometer or 'any'} in "
                                     f"{Path(reduced_dir) / 'relative_light_curves'}")
         tables, sources = {}, {}
@@ -285,7 +287,7 @@ class Analyzer:
             table = Table.read(path)
             band = table.meta.get("filter", path.stem.split("_")[0])
             if band in tables:
-                raise ValueError(f"band {band!r} has several light curves ({sources[band].name}, "
+                raise ConfigError(f"band {band!r} has several light curves ({sources[band].name}, "
                                  f"{path.name}); pass target= or photometer=")
             tables[band], sources[band] = table, path
         return cls(tables, **kwargs)

@@ -64,16 +64,27 @@ SCHEMA = {
         "estimator": (str, "'default', 'photutils' or 'sextractor'"),
         "box_size": (_NUMBER + (list,), "mesh box size (pixels)"),
         "filter_size": (_NUMBER + (list,), "median filter size (meshes)"),
+        "sigma": (_NUMBER, "clipping threshold (default estimator)"),
+        "maxiters": (int, "clipping iterations (default estimator)"),
+        "exclude_percentile": (_NUMBER, "percentage of masked pixels that excludes a mesh"),
+        "filter_threshold": (_NUMBER, "only filter meshes above this level"),
+        "fill_value": (_NUMBER, "value where no mesh is usable"),
+        "custom": (str, "a user-supplied estimator (echo only: pass background=)"),
     },
     "detection": {
         "threshold": (_NUMBER, "detection threshold (x background rms)"),
         "npixels": (int, "minimum connected pixels"),
         "fwhm": (_NUMBER, "smoothing kernel FWHM (pixels)"),
         "deblend": (bool, "deblend the catalogue sources on the stack"),
+        "finder": (str, "a user-supplied frame finder (echo only: pass finder=)"),
+        "catalog_finder": (str, "a user-supplied catalogue finder (echo only: pass "
+                                "catalog_finder=)"),
     },
     "alignment": {
-        "method": (str, "'auto' (astroalign, translation fallback) or 'translation'"),
+        "method": (str, "'auto' (astroalign, translation fallback), 'astroalign' or "
+                        "'translation'"),
         "reference_frame": ((int, str), "index of the reference frame or 'auto'"),
+        "recentre": (str, "'transform', 'each' or 'none'"),
     },
     "reduction": {
         "n_workers": (int, "worker processes"),
@@ -81,6 +92,9 @@ SCHEMA = {
         "max_sources": (int, "keep at most this many catalogue sources per filter"),
     },
     "photometry": list,
+    "data": {
+        "directories": (list, "directories of the frames (echo of the run)"),
+    },
     "light_curve": {
         "target": (int, "catalogue ID of the target"),
         "comparisons": (list, "catalogue IDs of the comparison stars"),

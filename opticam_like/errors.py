@@ -6,7 +6,8 @@ are also importable from the modules that raise them (``opticam_like.instruments
 (``ValueError``, ``RuntimeError``), so existing ``except ValueError`` handlers keep working.
 """
 
-__all__ = ["OpticamLikeError", "ConfigError", "FrameError", "ReductionError", "AlignmentError"]
+__all__ = ["OpticamLikeError", "ConfigError", "FrameError", "ReductionError", "AlignmentError",
+           "MissingOutputError"]
 
 
 class OpticamLikeError(Exception):
@@ -59,3 +60,8 @@ class AlignmentError(OpticamLikeError):
     def __init__(self, reason):
         super().__init__(reason)
         self.reason = reason
+
+
+class MissingOutputError(OpticamLikeError, FileNotFoundError):
+    """A product of an earlier stage is missing (e.g. light curves before photometry); the
+    message names the folder and what to run."""

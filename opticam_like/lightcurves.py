@@ -15,6 +15,7 @@ import numpy as np
 from astropy.table import Table
 
 from . import schema
+from .errors import ConfigError, MissingOutputError
 from .flags import PhotFlag
 from .outputs import write_table
 from .schema import time_column
@@ -156,7 +157,7 @@ class DifferentialPhotometer:
     def __init__(self, out_directory, photometer=None, save=True):
         self.out_directory = Path(out_directory)
         if not (self.out_directory / schema.LCS).is_dir():
-            raise FileNotFoundError(f"{self.out_directory / schema.LCS} does not exist: run "
+            raise MissingOutputError(f"{self.out_directory / schema.LCS} does not exist: run "
                                     "Reducer.photometry() first")
         self.photometer = photometer
         self.save = save
@@ -170,21 +171,22 @@ class DifferentialPhotometer:
 
         Raises
         ------
-        FileNotFoundError
-            When there is no table for that filter/photometer (the message lists what exists).
-        ValueError
+        MissingOutputError
+            When there is no table for that filter/photometer (the message lists what exists;
+            a ``FileNotFoundError``).
+        ConfigError
             When no photometer is named and the filter has tables of several.
         """
         available = self.photometers(filter)
         name = photometer or self.photometer
         if name is None and len(available) > 1:
-            raise ValueError(f"filter {filter!r} has tables of several photometers "
+            raise ConfigError(f"filter {filter!r} has tables of several photometers "
                              f"({', '.join(available)}); give photometer=")
         if name is None and available:
             name = available[0]
         path = schema.photometry_path(self.out_directory, filter, name)
         if name is None or not path.is_file():
-            raise FileNotFoundError(f"no photometry for filter {filter!r} and photometer "
+            raise MissingOutputError(f"no photometry for filter {filter!r} and photometer "
                                     f"{name!r} in {self.out_directory / schema.LCS}; available: "
                                     f"{available or 'none'}")
         log.info("filter %s: photometer %s", filter, name)

@@ -8,10 +8,12 @@ Layout of ``out_directory``::
     cat/{filter}_catalog.ecsv          catalog_path        catalogue of a filter
     cat/{filter}_stack.fits            stack_path          aligned mean stack
     cat/transforms_{filter}.ecsv       transforms_path     per-frame transforms (TRANSFORM_COLUMNS)
-    cat/catalogs.pdf
+    cat/catalogs.pdf                   CATALOGS_PLOT
     diag/frames.ecsv                   FRAMES_TABLE        the scanned frames
     diag/rejected_frames.ecsv          REJECTED_TABLE      REJECTED_COLUMNS
-    diag/header_times.pdf, background.pdf, alignment.pdf
+    diag/header_times.pdf              HEADER_TIMES_PLOT
+    diag/background.pdf                BACKGROUND_PLOT
+    diag/alignment.pdf                 ALIGNMENT_PLOT
     lcs/{filter}_{photometer}.fits     photometry_path     per-frame photometry
     relative_light_curves/{filter}_{target}_{photometer}.ecsv (and .pdf)   light_curve_path
     misc/config.toml                   CONFIG_ECHO         effective configuration (Settings)
@@ -22,7 +24,8 @@ Layout of ``out_directory``::
 from pathlib import Path
 
 __all__ = ["CAT", "DIAG", "LCS", "MISC", "RELATIVE", "FRAMES_TABLE", "REJECTED_TABLE",
-           "REJECTED_COLUMNS", "CONFIG_ECHO", "PROVENANCE", "LOG_FILE", "TIME_COLUMNS",
+           "REJECTED_COLUMNS", "CONFIG_ECHO", "CATALOGS_PLOT", "HEADER_TIMES_PLOT",
+           "BACKGROUND_PLOT", "ALIGNMENT_PLOT", "PROVENANCE", "LOG_FILE", "TIME_COLUMNS",
            "TRANSFORM_COLUMNS", "catalog_path", "stack_path", "transforms_path",
            "photometry_path", "photometer_names", "light_curve_name", "light_curve_path",
            "light_curve_paths", "time_column"]
@@ -35,6 +38,10 @@ REJECTED_TABLE = f"{DIAG}/rejected_frames.ecsv"
 CONFIG_ECHO = f"{MISC}/config.toml"
 PROVENANCE = f"{MISC}/provenance.json"
 LOG_FILE = "info.log"
+CATALOGS_PLOT = f"{CAT}/catalogs.pdf"
+HEADER_TIMES_PLOT = f"{DIAG}/header_times.pdf"
+BACKGROUND_PLOT = f"{DIAG}/background.pdf"
+ALIGNMENT_PLOT = f"{DIAG}/alignment.pdf"
 
 REJECTED_COLUMNS = ("file", "path", "stage", "reason")
 """Columns of the rejected-frames table: file name, full path, pass, reason."""

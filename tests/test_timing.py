@@ -17,12 +17,12 @@ from opticam_like.timing import (
     SITES,
     barycentric_times,
     bmjd_tdb,
-    configure_offline_iers,
     get_site,
     good_time_intervals,
     heliocentric_times,
     intersect_gtis,
     mid_exposure,
+    offline_iers,
     parse_times,
     time_flags,
 )
@@ -41,12 +41,18 @@ def offline():
 
 # --- offline configuration and sites -------------------------------------------------------
 
-def test_configure_offline_iers_is_idempotent_and_offline():
-    table = configure_offline_iers()
-    assert configure_offline_iers() is table
-    assert iers.conf.auto_download is False
-    assert iers.earth_orientation_table.get() is table
-    assert isinstance(table, iers.IERS_A)
+def test_offline_iers_is_scoped_and_restores_astropy_configuration():
+    before = (iers.conf.auto_download, iers.conf.iers_degraded_accuracy,
+              iers.earth_orientation_table.get())
+    with offline_iers() as table:
+        assert iers.conf.auto_download is False
+        assert iers.conf.iers_degraded_accuracy == "warn"
+        assert iers.earth_orientation_table.get() is table
+        assert isinstance(table, iers.IERS_A)
+    with offline_iers() as again:
+        assert again is table
+    assert (iers.conf.auto_download, iers.conf.iers_degraded_accuracy,
+            iers.earth_orientation_table.get()) == before
 
 
 @pytest.mark.filterwarnings("ignore::erfa.ErfaWarning", "ignore:Tried to get polar motions")
@@ -157,10 +163,12 @@ def test_interpolated_delay_matches_astropy_for_a_long_night(offline):
         np.arange(0, 10 * 3600, 7.3), format="sec")
     target = SkyCoord(202.4696 * u.deg, -11.1614 * u.deg)
     bjd = barycentric_times(times, target.ra, target.dec, site)
-    direct = times.tdb + times.light_travel_time(target, ephemeris="builtin")
+    with offline_iers():
+        direct = times.tdb + times.light_travel_time(target, ephemeris="builtin")
     np.testing.assert_allclose((bjd - direct).to_value(u.ns), 0.0, atol=5.0)
     hjd = heliocentric_times(times, target.ra, target.dec, site)
-    direct = times.light_travel_time(target, kind="heliocentric", ephemeris="builtin")
+    with offline_iers():
+        direct = times.light_travel_time(target, kind="heliocentric", ephemeris="builtin")
     np.testing.assert_allclose((hjd - times.utc).to_value(u.ns) - direct.to_value(u.ns), 0.0,
                                atol=5.0)
 

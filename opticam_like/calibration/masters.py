@@ -39,7 +39,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .. import __version__
+from .._version import __version__
 from ..frames import FrameError, image_hdu, open_fits, is_fits_file, read_header
 from ..instruments import load_profile
 from .combine import DEFAULT_MEMORY_LIMIT, chunked_combine
