@@ -11,46 +11,60 @@ Quick start::
     lc = ol.DifferentialPhotometer("night/reduced").get_relative_light_curve(
         "g", target=2, comparisons=[1, 3])
 
-Importing the package has no side effect: astropy's configuration is left alone (the IERS
-tables are set inside the functions that need them, :func:`opticam_like.timing.offline_iers`),
-and matplotlib, astroalign and the simulator (``generate_*``, from the separate
-``data_generator`` package) are imported only when used. Log messages go to the
-``opticam_like`` logger hierarchy (``logging.getLogger("opticam_like").setLevel(...)``).
+Importing the package is fast and has no side effect: the public names below are loaded
+from their modules on first use (PEP 562, as scientific Python's SPEC 1), astropy's
+configuration is left alone (the IERS tables are set inside the functions that need them,
+:func:`opticam_like.timing.offline_iers`), and matplotlib, astroalign and the simulator
+(``generate_*``, from the separate ``data_generator`` package) are imported only when used.
+Log messages go to the ``opticam_like`` logger hierarchy
+(``logging.getLogger("opticam_like").setLevel(...)``).
 """
 
+import importlib
+
 from ._version import __version__
-from .errors import OpticamLikeError, ConfigError, FrameError, ReductionError, AlignmentError
-from .instruments import InstrumentProfile, load_profile
-from .frames import FrameInfo, read_frame, read_header
-from .flags import PhotFlag, decode_flags
-from .background import DefaultBackground, PhotutilsBackground, SExtractorExactBackground
-from .background.local import AnnulusBackground
-from .detection import DefaultFinder
-from .photometry.photometers import AperturePhotometer
-from .photometry.optimal import OptimalPhotometer
-from .photometry.psf import PSFPhotometer
-from .calibration import CalibrationSet, calibrate
-from .settings import Settings
-from .lightcurves import DifferentialPhotometer
-from .reducer import Reducer
-from .analysis import Analyzer
+from .errors import (AlignmentError, ConfigError, FrameError, MissingOutputError,
+                     OpticamLikeError, ReductionError)
 
-_SIMULATOR = ("generate_observations", "generate_biases", "generate_darks", "generate_flats")
+_LAZY = {
+    "Reducer": "opticam_like.reducer",
+    "Settings": "opticam_like.settings",
+    "InstrumentProfile": "opticam_like.instruments",
+    "load_profile": "opticam_like.instruments",
+    "FrameInfo": "opticam_like.frames",
+    "read_frame": "opticam_like.frames",
+    "read_header": "opticam_like.frames",
+    "PhotFlag": "opticam_like.flags",
+    "decode_flags": "opticam_like.flags",
+    "DefaultBackground": "opticam_like.background",
+    "PhotutilsBackground": "opticam_like.background",
+    "SExtractorExactBackground": "opticam_like.background",
+    "AnnulusBackground": "opticam_like.background.local",
+    "DefaultFinder": "opticam_like.detection",
+    "AperturePhotometer": "opticam_like.photometry.photometers",
+    "OptimalPhotometer": "opticam_like.photometry.optimal",
+    "PSFPhotometer": "opticam_like.photometry.psf",
+    "CalibrationSet": "opticam_like.calibration",
+    "calibrate": "opticam_like.calibration",
+    "DifferentialPhotometer": "opticam_like.lightcurves",
+    "Analyzer": "opticam_like.analysis",
+    "generate_observations": "data_generator",
+    "generate_biases": "data_generator",
+    "generate_darks": "data_generator",
+    "generate_flats": "data_generator",
+}
+"""Public name -> module it is loaded from on first use."""
 
-__all__ = ["Reducer", "Settings", "DefaultBackground", "PhotutilsBackground",
-           "SExtractorExactBackground", "AnnulusBackground", "DefaultFinder",
-           "AperturePhotometer", "OptimalPhotometer", "PSFPhotometer", "CalibrationSet",
-           "calibrate", "DifferentialPhotometer", "Analyzer", "InstrumentProfile",
-           "OpticamLikeError", "ConfigError", "ReductionError", "FrameError", "AlignmentError",
-           "FrameInfo", "PhotFlag", "decode_flags", "load_profile", "read_frame", "read_header",
-           *_SIMULATOR, "__version__"]
+__all__ = [*_LAZY, "OpticamLikeError", "ConfigError", "ReductionError", "FrameError",
+           "AlignmentError", "MissingOutputError", "__version__"]
 
 
 def __getattr__(name):
-    """The simulator's functions, imported from ``data_generator`` on first use."""
-    if name in _SIMULATOR:
-        import data_generator
-        return getattr(data_generator, name)
+    """Load a public name from its module on first use (and keep it)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
