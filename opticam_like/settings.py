@@ -16,6 +16,7 @@ such a file back needs that object again as an argument.
 """
 
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 from .background import DefaultBackground, PhotutilsBackground, SExtractorExactBackground
 from .config import dump_config, load_config, photometers_from_config, validate_config
@@ -160,12 +161,13 @@ def _site_record(site):
     return {"lon": site[0], "lat": site[1], "height": site[2]}
 
 
-def _paths(value):
+def _absolute(value):
+    """Absolute path(s) as str (a list stays a list); None stays None. No I/O."""
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return str(value)
+        return [str(Path(v).absolute()) for v in value]
+    return str(Path(value).absolute())
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,9 +199,10 @@ class Settings:
     target : tuple (ra, dec) or None
         Target position for the barycentric correction (deg or sexagesimal strings).
     bias, dark, flat : str or list of str or None
-        Calibration frames (directories or files).
+        Calibration frames (directories or files), made absolute.
     data_directories : tuple of str
-        Where the frames are (echo only: the Reducer takes them as arguments).
+        Where the frames are, made absolute (the Reducer's arguments, else the file's
+        ``[data] directories``).
     light_curve : dict
         ``target``, ``comparisons``, ``photometer`` of the ``[light_curve]`` table (used by
         the command line).
@@ -265,7 +268,9 @@ class Settings:
         object.__setattr__(self, "remove_cosmic_rays", bool(self.remove_cosmic_rays))
         object.__setattr__(self, "progress", bool(self.progress))
         object.__setattr__(self, "data_directories",
-                           tuple(str(d) for d in self.data_directories))
+                           tuple(str(Path(d).absolute()) for d in self.data_directories))
+        for kind in ("bias", "dark", "flat"):  # absolute, so that the echo reads back anywhere
+            object.__setattr__(self, kind, _absolute(getattr(self, kind)))
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -389,8 +394,7 @@ class Settings:
             "site": _site_record(self.site),
             "target": ({"ra": self.target[0], "dec": self.target[1]} if self.target
                        else {}),
-            "calibration": {"bias": _paths(self.bias), "dark": _paths(self.dark),
-                            "flat": _paths(self.flat),
+            "calibration": {"bias": self.bias, "dark": self.dark, "flat": self.flat,
                             "remove_cosmic_rays": self.remove_cosmic_rays},
             "background": _background_record(self.background),
             "detection": _finders_record(self.finder, self.catalog_finder),

@@ -158,3 +158,15 @@ def test_whole_night_errors_stop_at_once(nights, tmp_path, caplog):
         ol.Reducer(tmp_path / "out3", data_directory=clean, alignment="magic")
     assert issubclass(ol.ReductionError, ol.OpticamLikeError)
     assert issubclass(ol.ConfigError, ol.OpticamLikeError)
+
+
+def test_config_echo_of_a_run_reads_back(nights):
+    """misc/config.toml of a real run is a valid configuration that gives the run's settings."""
+    from opticam_like.config import load_config
+    from opticam_like.settings import Settings
+    _, reducer, out, *_ = nights
+    echo = out / "misc" / "config.toml"
+    assert load_config(echo)["background"]["estimator"] == "default"
+    back = Settings.from_toml(echo)
+    assert back == reducer.settings
+    assert back.to_toml() == echo.read_text()
