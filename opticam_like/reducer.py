@@ -94,24 +94,38 @@ class Reducer:
     reference_frame : int or 'auto'
         Index (within each filter, time-ordered) of the reference frame, or ``'auto'`` (the
         frame with the most stars among the first ten readable frames).
-    alignment : {'auto', 'translation'}
+    alignment : {'auto', 'translation', 'astroalign'}
         Transform search (see :func:`~opticam_like.alignment.find_transform`).
     recentre : {'transform', 'each', 'none'}
-        Position refinement in the photometry pass.
+        Position refinement in the photometry pass (default ``'transform'``).
     max_sources : int, optional
         Keep at most this many catalogue sources per filter.
     config : str, Path or dict, optional
         Reduction configuration (TOML, see :mod:`opticam_like.config`); explicit arguments
-        take precedence over it.
+        take precedence over it. Everything but the executor and the calibration object is
+        merged into :attr:`settings` (:class:`~opticam_like.settings.Settings`), echoed to
+        ``misc/config.toml``.
     progress : bool
         Show progress bars.
+
+    Attributes
+    ----------
+    settings : Settings
+        The validated settings of the run.
+    catalogs, transforms : dict of str to Table
+        Per filter, after :meth:`create_catalogs`.
+    rejected : list of FrameFailure
+        Frames rejected so far (also :attr:`rejected_table`).
+    default_photometer : str or None
+        Name of the first photometer of the last :meth:`photometry` call (logged).
 
     Raises
     ------
     ConfigError
         Invalid configuration or instrument (the message names the file and keyword).
     ReductionError
-        No frames, frames of mixed binning, or an output directory inside the data.
+        A missing data directory or an output directory inside the data; later, from the
+        first stage: no frames or frames of mixed binning.
     """
 
     def __init__(self, out_directory, data_directory=None, c1_directory=None,
