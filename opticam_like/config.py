@@ -1,8 +1,10 @@
-"""Reduction configuration files (TOML).
+"""Reduction configuration files (TOML): the schema and its checks.
 
-A reduction is described by a readable TOML file (as hipercam's ``reduce.red``); the effective
-configuration, defaults included, is echoed into ``misc/config.toml`` and into the metadata of
-every table, so each light curve says how it was made. Every key is checked when the file is
+A reduction is described by a readable TOML file (as hipercam's ``reduce.red``);
+:class:`opticam_like.settings.Settings` merges it with the Reducer's arguments, and the
+effective configuration, defaults included, is echoed into ``misc/config.toml`` (a valid file
+of this schema, which reads back to the same settings) and into the metadata of every table,
+so each light curve says how it was made. Every key is checked when the file is
 read: a typo or a wrong type stops the run at once with a message that names the file and the
 keyword.
 
@@ -31,7 +33,8 @@ from pathlib import Path
 import tomli_w
 
 from .background.local import AnnulusBackground
-from .instruments import ConfigError, read_toml
+from .errors import ConfigError
+from .instruments import read_toml
 from .photometry.optimal import OptimalPhotometer
 from .photometry.photometers import AperturePhotometer
 from .photometry.psf import PSFPhotometer
