@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 
 from . import schema
@@ -143,8 +144,10 @@ class DifferentialPhotometer:
     out_directory : str or Path
         The Reducer's output directory.
     photometer : str, optional
-        Name of the photometer table to use. Needed when a filter has tables of several
-        photometers (there is no silent default); the only one otherwise.
+        Name of the photometer table to use. Default: the only one; with several, the default
+        of the run that wrote them (the first photometer given to ``Reducer.photometry``,
+        recorded in each table's ``PHOTDFLT`` keyword), which is logged; when the tables
+        disagree (written by different runs), it must be given.
     save : bool
         Write the light curve (ECSV) and its plot (PDF) under ``relative_light_curves/``.
 
@@ -158,7 +161,7 @@ class DifferentialPhotometer:
         self.out_directory = Path(out_directory)
         if not (self.out_directory / schema.LCS).is_dir():
             raise MissingOutputError(f"{self.out_directory / schema.LCS} does not exist: run "
-                                    "Reducer.photometry() first")
+                                     "Reducer.photometry() first")
         self.photometer = photometer
         self.save = save
 
@@ -175,22 +178,34 @@ class DifferentialPhotometer:
             When there is no table for that filter/photometer (the message lists what exists;
             a ``FileNotFoundError``).
         ConfigError
-            When no photometer is named and the filter has tables of several.
+            When no photometer is named and the filter's tables name different defaults.
         """
         available = self.photometers(filter)
         name = photometer or self.photometer
         if name is None and len(available) > 1:
-            raise ConfigError(f"filter {filter!r} has tables of several photometers "
-                             f"({', '.join(available)}); give photometer=")
+            name = self._run_default(filter, available)
         if name is None and available:
             name = available[0]
         path = schema.photometry_path(self.out_directory, filter, name)
         if name is None or not path.is_file():
             raise MissingOutputError(f"no photometry for filter {filter!r} and photometer "
-                                    f"{name!r} in {self.out_directory / schema.LCS}; available: "
-                                    f"{available or 'none'}")
+                                     f"{name!r} in {self.out_directory / schema.LCS}; "
+                                     f"available: {available or 'none'}")
         log.info("filter %s: photometer %s", filter, name)
         return Table.read(path, astropy_native=True)
+
+    def _run_default(self, filter, available):
+        """The default photometer recorded by the run that wrote the tables of a filter."""
+        defaults = {fits.getheader(schema.photometry_path(self.out_directory, filter, name),
+                                   1).get(schema.DEFAULT_PHOTOMETER_KEY) for name in available}
+        if len(defaults) != 1 or None in defaults or not defaults <= set(available):
+            raise ConfigError(f"filter {filter!r} has tables of several photometers "
+                              f"({', '.join(available)}) from different runs; give "
+                              "photometer=")
+        name = defaults.pop()
+        log.info("filter %s: photometers %s; using %s, the run's default (give photometer= "
+                 "to choose)", filter, ", ".join(available), name)
+        return name
 
     def get_relative_light_curve(self, filter, target, comparisons=None, photometer=None,
                                  max_comparisons=5):

@@ -380,7 +380,8 @@ class Reducer:
                 "PHOTPARS": json.dumps(photometer.params()),
                 "CONFIG": json.dumps(self.settings.to_dict()),
                 "VERSIONS": json.dumps(software_versions()),
-                "CATALOG": str(schema.catalog_path("", name))}
+                "CATALOG": str(schema.catalog_path("", name)),
+                schema.DEFAULT_PHOTOMETER_KEY: self.default_photometer}
 
     def _load_catalogs(self):
         """Catalogues and transforms of an earlier ``create_catalogs`` run."""

@@ -24,7 +24,7 @@ Layout of ``out_directory``::
 from pathlib import Path
 
 __all__ = ["CAT", "DIAG", "LCS", "MISC", "RELATIVE", "FRAMES_TABLE", "REJECTED_TABLE",
-           "REJECTED_COLUMNS", "CONFIG_ECHO", "CATALOGS_PLOT", "HEADER_TIMES_PLOT",
+           "REJECTED_COLUMNS", "DEFAULT_PHOTOMETER_KEY", "CONFIG_ECHO", "CATALOGS_PLOT", "HEADER_TIMES_PLOT",
            "BACKGROUND_PLOT", "ALIGNMENT_PLOT", "PROVENANCE", "LOG_FILE", "TIME_COLUMNS",
            "TRANSFORM_COLUMNS", "catalog_path", "stack_path", "transforms_path",
            "photometry_path", "photometer_names", "light_curve_name", "light_curve_path",
@@ -42,6 +42,10 @@ CATALOGS_PLOT = f"{CAT}/catalogs.pdf"
 HEADER_TIMES_PLOT = f"{DIAG}/header_times.pdf"
 BACKGROUND_PLOT = f"{DIAG}/background.pdf"
 ALIGNMENT_PLOT = f"{DIAG}/alignment.pdf"
+
+DEFAULT_PHOTOMETER_KEY = "PHOTDFLT"
+"""Metadata key of a photometry table naming the default photometer of its pass (the first
+given to ``Reducer.photometry``)."""
 
 REJECTED_COLUMNS = ("file", "path", "stage", "reason")
 """Columns of the rejected-frames table: file name, full path, pass, reason."""

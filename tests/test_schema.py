@@ -76,13 +76,24 @@ def test_time_column_and_columns():
     assert TIME_COLUMNS is schema.TIME_COLUMNS
 
 
-def test_several_photometers_need_an_explicit_choice(tmp_path):
+def test_several_photometers_default_is_the_runs_first_and_logged(tmp_path, caplog):
+    """Not alphabetical: the default is the one the run recorded (its first photometer);
+    tables from different runs disagree, and then the choice must be explicit."""
     (tmp_path / schema.LCS).mkdir()
     for name in ("aperture_r4", "aperture_1.5fwhm"):
-        write_table(Table({"mjd_utc": [1.0]}), schema.photometry_path(tmp_path, "g", name))
+        table = Table({"mjd_utc": [1.0], "run": [name]})
+        table.meta[schema.DEFAULT_PHOTOMETER_KEY] = "aperture_r4"
+        write_table(table, schema.photometry_path(tmp_path, "g", name))
     assert schema.photometer_names(tmp_path, "g") == ["aperture_1.5fwhm", "aperture_r4"]
     diff = DifferentialPhotometer(tmp_path, save=False)
-    with pytest.raises(ValueError, match="several photometers.*give photometer="):
+    with caplog.at_level("INFO", logger="opticam_like"):
+        assert diff.load("g")["run"][0] == "aperture_r4"
+    assert any("using aperture_r4, the run's default" in r.getMessage() for r in caplog.records)
+    assert diff.load("g", photometer="aperture_1.5fwhm")["run"][0] == "aperture_1.5fwhm"
+    other = Table({"mjd_utc": [1.0], "run": ["later"]})
+    other.meta[schema.DEFAULT_PHOTOMETER_KEY] = "optimal_gaussian"
+    write_table(other, schema.photometry_path(tmp_path, "g", "optimal_gaussian"))
+    with pytest.raises(ValueError, match="from different runs; give photometer="):
         diff.load("g")
-    assert len(diff.load("g", photometer="aperture_r4")) == 1
-    assert len(DifferentialPhotometer(tmp_path, photometer="aperture_r4").load("g")) == 1
+    assert DifferentialPhotometer(tmp_path, photometer="aperture_r4").load("g")["run"][0] == \
+        "aperture_r4"
