@@ -16,7 +16,9 @@ such a file back needs that object again as an argument.
 """
 
 from dataclasses import dataclass, field, fields, replace
+import functools
 from pathlib import Path
+import types
 
 from .background import DefaultBackground, PhotutilsBackground, SExtractorExactBackground
 from .config import dump_config, load_config, photometers_from_config, validate_config
@@ -82,8 +84,12 @@ def describe(obj):
     Returns
     -------
     str
-        E.g. ``"mymodule.MyBackground(box=32)"``.
+        E.g. ``"mymodule.MyBackground(box=32)"`` or
+        ``"functools.partial(photutils.background.background_2d.Background2D(), box_size=32)"``.
     """
+    if isinstance(obj, functools.partial):
+        arguments = [repr(a) for a in obj.args] + [f"{k}={v!r}" for k, v in obj.keywords.items()]
+        return f"functools.partial({', '.join([describe(obj.func), *arguments])})"
     params = []
     for key, value in getattr(obj, "__dict__", {}).items():
         if key.startswith("_"):
@@ -92,11 +98,8 @@ def describe(obj):
             params.append(f"{key}={value!r}")
         elif isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
             params.append(f"{key}={list(value)!r}")
-    kind = type(obj)
-    name = getattr(obj, "__qualname__", None) if callable(obj) and kind.__name__ == "function" \
-        else None
-    label = f"{obj.__module__}.{name}" if name else f"{kind.__module__}.{kind.__qualname__}"
-    return f"{label}({', '.join(params)})"
+    named = obj if isinstance(obj, (types.FunctionType, type)) else type(obj)
+    return f"{named.__module__}.{named.__qualname__}({', '.join(params)})"
 
 
 def _plain(value):
