@@ -74,7 +74,8 @@ def _parser():
     _verbosity_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sim = commands.add_parser("simulate", parents=[common], help="write a synthetic OPTICAM night with its truth",
+    sim = commands.add_parser("simulate", parents=[common],
+                              help="write a synthetic OPTICAM night with its truth",
                               description="Write a synthetic OPTICAM night (3 cameras, g r i) "
                                           "and its truth tables into OUT.")
     sim.add_argument("out", help="output directory (frames, truth/)")
@@ -84,14 +85,16 @@ def _parser():
                      help="also write bias, dark and flat frames into OUT/calibration/{bias,dark,flat}")
     sim.add_argument("--overwrite", action="store_true", help="replace existing files")
 
-    red = commands.add_parser("reduce", parents=[common], help="reduce a directory of frames",
+    red = commands.add_parser("reduce", parents=[common],
+                              help="reduce a directory of frames",
                               description="Scan, align, stack, build catalogues and measure "
                                           "every source in every frame.")
     red.add_argument("data_dir", help="directory of the frames (not modified)")
     red.add_argument("out", help="output directory")
     _add_reduce_options(red)
 
-    demo = commands.add_parser("demo", parents=[common], help="simulate a night and reduce it end to end",
+    demo = commands.add_parser("demo", parents=[common],
+                               help="simulate a night and reduce it end to end",
                                description="Simulate a default OPTICAM night into OUT/data, "
                                            "reduce it into OUT/reduced and write the relative "
                                            "light curves of the variable source.")
@@ -99,7 +102,8 @@ def _parser():
     demo.add_argument("--n-images", type=int, default=100, help="frames per camera")
     demo.add_argument("--n-workers", type=int, default=None, help="worker processes")
 
-    ana = commands.add_parser("analyze", parents=[common], help="timing analysis of relative light curves",
+    ana = commands.add_parser("analyze", parents=[common],
+                              help="timing analysis of relative light curves",
                               description="Periodograms, power spectra, folded light curves "
                                           "and inter-band lags of a reduced night's relative "
                                           "light curves, as PDFs under REDUCED/analysis.")

@@ -268,7 +268,8 @@ class Reducer:
             self._carried[name] = [(getattr(r, "cosmic_rays", None),
                                     getattr(r, "background", None)) for r in rows]
             catalog, mean = catalog_from_stack(stack, s.catalog_finder, s.max_sources)
-            catalog.meta.update({"filter": name, "reference_frame": Path(infos[ref_index].path).name})
+            catalog.meta.update({"filter": name,
+                                 "reference_frame": Path(infos[ref_index].path).name})
             log.info("%s: reference %s, %d of %d frames stacked, %d sources", name,
                      Path(infos[ref_index].path).name, stack.n_frames, len(infos),
                      len(catalog))

@@ -24,7 +24,8 @@ Layout of ``out_directory``::
 from pathlib import Path
 
 __all__ = ["CAT", "DIAG", "LCS", "MISC", "RELATIVE", "FRAMES_TABLE", "REJECTED_TABLE",
-           "REJECTED_COLUMNS", "DEFAULT_PHOTOMETER_KEY", "CONFIG_ECHO", "CATALOGS_PLOT", "HEADER_TIMES_PLOT",
+           "REJECTED_COLUMNS", "DEFAULT_PHOTOMETER_KEY", "CONFIG_ECHO", "CATALOGS_PLOT",
+           "HEADER_TIMES_PLOT",
            "BACKGROUND_PLOT", "ALIGNMENT_PLOT", "PROVENANCE", "LOG_FILE", "TIME_COLUMNS",
            "TRANSFORM_COLUMNS", "catalog_path", "stack_path", "transforms_path",
            "photometry_path", "photometer_names", "light_curve_name", "light_curve_path",

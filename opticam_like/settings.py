@@ -71,7 +71,8 @@ def background_from_config(section, source="<config>"):
     extra = sorted(set(kwargs) - set(_BACKGROUND_KEYS[estimator]))
     if extra:
         raise ConfigError(f"{source}: [background] {extra[0]} is not a keyword of the "
-                          f"{estimator!r} estimator; it takes {', '.join(_BACKGROUND_KEYS[estimator])}")
+                          f"{estimator!r} estimator; it takes "
+                          f"{', '.join(_BACKGROUND_KEYS[estimator])}")
     try:
         return _BACKGROUNDS[estimator](**kwargs)
     except (TypeError, ValueError) as exc:
