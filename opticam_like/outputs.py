@@ -145,12 +145,18 @@ class RunLog:
         The log file.
     """
 
+    _open = 0
+    """Runs open in this process; the first sets the package level, the last restores it."""
+    _saved_level = logging.NOTSET
+
     def __init__(self, path):
         self.path = Path(path)
         self.logger = logging.getLogger(PACKAGE_LOGGER)
-        self._level = self.logger.level
-        if self._level == logging.NOTSET:
-            self.logger.setLevel(logging.INFO)
+        if RunLog._open == 0:
+            RunLog._saved_level = self.logger.level
+            if self.logger.level == logging.NOTSET:
+                self.logger.setLevel(logging.INFO)
+        RunLog._open += 1
         self.handlers = [_FolderFileHandler(self.path)]
         self.handlers[0].setFormatter(logging.Formatter(LOG_FORMAT))
         if not logging.getLogger().handlers:
@@ -162,10 +168,14 @@ class RunLog:
             self.logger.addHandler(handler)
 
     def close(self):
-        """Detach and close the handlers; restore the logger's level (idempotent)."""
+        """Detach and close the handlers; the last run to close restores the package logger's
+        level (idempotent)."""
+        if not self.handlers:
+            return
         for handler in self.handlers:
             self.logger.removeHandler(handler)
             handler.close()
-        if self.handlers and self._level == logging.NOTSET:
-            self.logger.setLevel(logging.NOTSET)
         self.handlers = []
+        RunLog._open -= 1
+        if RunLog._open == 0 and RunLog._saved_level == logging.NOTSET:
+            self.logger.setLevel(logging.NOTSET)

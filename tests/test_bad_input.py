@@ -170,3 +170,20 @@ def test_config_echo_of_a_run_reads_back(nights):
     back = Settings.from_toml(echo)
     assert back == reducer.settings
     assert back.to_toml() == echo.read_text()
+
+
+def test_run_logs_overlap_and_restore_the_package_logger(tmp_path):
+    """Two runs open at once each get the package's records while open; the logger's level
+    and handlers are as before once both are closed."""
+    from opticam_like.outputs import RunLog
+    package = logging.getLogger("opticam_like")
+    before = (package.level, list(package.handlers))
+    first, second = RunLog(tmp_path / "a" / "info.log"), RunLog(tmp_path / "b" / "info.log")
+    logging.getLogger("opticam_like.somewhere").info("both runs")
+    first.close()
+    logging.getLogger("opticam_like.somewhere").info("second run only")
+    second.close()
+    first.close()
+    assert (tmp_path / "a" / "info.log").read_text().count("run") == 1
+    assert "second run only" in (tmp_path / "b" / "info.log").read_text()
+    assert (package.level, package.handlers) == before
