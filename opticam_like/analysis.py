@@ -33,12 +33,11 @@ from astropy.time import Time, TimeDelta
 from astropy.timeseries import LombScargle
 from scipy.optimize import minimize_scalar
 
+from .errors import ConfigError, MissingOutputError
+from .schema import TIME_COLUMNS, light_curve_paths
 from .timing import good_time_intervals, intersect_gtis
 
 __all__ = ["Analyzer", "TIME_COLUMNS", "phase_bin"]
-
-TIME_COLUMNS = {"bjd_tdb": ("jd", "tdb"), "bmjd_tdb": ("mjd", "tdb"), "mjd_utc": ("mjd", "utc")}
-"""Standard time columns of light curves: name -> (format, scale) of plain-number columns."""
 
 log = logging.getLogger(__name__)
 
@@ -252,37 +251,44 @@ class Analyzer:
         self.frequency_unit = u.Unit(frequency_unit)
 
     @classmethod
-    def from_directory(cls, reduced_dir, target=None, **kwargs):
-        """Read ``relative_light_curves/*.ecsv`` of a reduction folder.
+    def from_directory(cls, reduced_dir, target=None, photometer=None, **kwargs):
+        """Read the relative light curves of a reduction folder.
 
         Parameters
         ----------
         reduced_dir : str or Path
             The reduction's output folder.
         target : int or str or None
-            Read only ``{band}_{target}.ecsv`` files; needed when a band has several targets.
+            Read only the light curves of this target (files named by
+            :func:`opticam_like.schema.light_curve_name`,
+            ``relative_light_curves/{band}_{target}_{photometer}.ecsv``); needed when a band
+            has several targets.
+        photometer : str or None
+            Read only the light curves of this photometer; needed when a band has light curves
+            of several photometers.
         **kwargs
             Passed to :class:`Analyzer`.
 
         Raises
         ------
-        FileNotFoundError
-            If no light curve is found.
-        ValueError
-            If a band has more than one light curve (give ``target``).
+        MissingOutputError
+            If no light curve is found (a ``FileNotFoundError``).
+        ConfigError
+            If a band has more than one light curve (give ``target`` or ``photometer``; a
+            ``ValueError``).
         """
-        folder = Path(reduced_dir) / "relative_light_curves"
-        pattern = "*.ecsv" if target is None else f"*_{target}.ecsv"
-        paths = sorted(folder.glob(pattern))
+        paths = light_curve_paths(reduced_dir, target, photometer)
         if not paths:
-            raise FileNotFoundError(f"no light curve {pattern} in {folder}")
+            raise MissingOutputError(f"no light curve of target {target or 'any'} and "
+                                    f"photometer {photometer or 'any'} in "
+                                    f"{Path(reduced_dir) / 'relative_light_curves'}")
         tables, sources = {}, {}
         for path in paths:
             table = Table.read(path)
             band = table.meta.get("filter", path.stem.split("_")[0])
             if band in tables:
-                raise ValueError(f"band {band!r} has several light curves ({sources[band].name}, "
-                                 f"{path.name}); pass target=")
+                raise ConfigError(f"band {band!r} has several light curves ({sources[band].name}, "
+                                 f"{path.name}); pass target= or photometer=")
             tables[band], sources[band] = table, path
         return cls(tables, **kwargs)
 
