@@ -5,7 +5,9 @@ The injected signal follows the simulator's convention: the flux in band ``b`` i
 amplitude by ``sinc(f T)``), so ``r`` (lag pi/2) lags ``g`` (lag 0) by +pi/2.
 """
 
+import json
 from pathlib import Path
+import warnings
 
 import numpy as np
 import pytest
@@ -22,6 +24,10 @@ from opticam_like.plots.analysis import (
     plot_power_spectrum,
     save_analysis_report,
 )
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*numba")  # stingray without numba is fine here
+    from stingray import AveragedPowerspectrum, Lightcurve
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 OGLE_LC = (SHARED / "realdata" / "ogle4_lmc_cepheid_timeseries"
@@ -130,8 +136,9 @@ def test_cross_spectrum_table(analyzer):
     assert np.all(np.diff(frequency) > 0)
     at_signal = np.argmin(np.abs(frequency - FREQUENCY))
     assert abs(wrapped(cross["phase_lag"][at_signal].value - np.pi / 2)) < 0.1
-    assert cross["n_averaged"].sum() == cross.meta["n_segments"] * (
-        cross.meta["segment_length"] / cross.meta["dt"]).to_value(u.one).round() // 2
+    n_bins = (cross.meta["segment_length"] / cross.meta["dt"]).to_value(u.one).round()
+    # Fourier frequencies 0 < j < n / 2: stingray leaves out the Nyquist frequency
+    assert cross["n_averaged"].sum() == cross.meta["n_segments"] * ((n_bins - 1) // 2)
 
 
 def test_power_spectrum_segments_stay_inside_good_time_intervals():
@@ -178,11 +185,11 @@ def test_power_spectrum_normalisation_and_noise_level():
         an.power_spectrum(norm="leahy")
 
 
-def test_time_lag_of_a_delayed_broad_band_signal():
-    """Broad-band check of the sign: band2 = band1 delayed by 5 s (white common signal, so
-    that red-noise leakage does not bias the phases)."""
+def delayed_night(delay=5):
+    """g and r at 1 s cadence, r = g delayed by ``delay`` s (a white common signal), with one
+    100 s gap."""
     rng = np.random.default_rng(0)
-    n_points, delay = 4000, 5
+    n_points = 4000
     common = 1 + 0.02 * rng.normal(0, 1, n_points + 200)
     seconds = np.arange(n_points) * 1.0
     tables = {}
@@ -193,7 +200,14 @@ def test_time_lag_of_a_delayed_broad_band_signal():
                               "relative_flux_err": np.full(n_points, 0.004)})
     keep = np.ones(n_points, bool)
     keep[1000:1100] = False
-    an = Analyzer({band: table[keep] for band, table in tables.items()})
+    return {band: table[keep] for band, table in tables.items()}
+
+
+def test_time_lag_of_a_delayed_broad_band_signal():
+    """Broad-band check of the sign: band2 = band1 delayed by 5 s (white common signal, so
+    that red-noise leakage does not bias the phases)."""
+    delay = 5
+    an = Analyzer(delayed_night(delay))
     lag = an.lag("g", "r", 0.01, 0.03, segment_length=256)
     error = lag["time_lag_err"][0].to_value(u.s)
     assert 0.05 < error < 0.3
@@ -217,6 +231,92 @@ def test_cross_correlation_of_the_sinusoids(analyzer):
     within_half_period = np.abs(lags) < 0.5 / FREQUENCY
     best = lags[within_half_period][np.argmax(correlation["correlation"][within_half_period])]
     assert best == pytest.approx(0.25 / FREQUENCY, abs=0.6)  # 1.85 s on a 1 s grid
+
+
+# --- stingray: agreement with the hand-written spectra, to_stingray ------------------------
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "analysis_reference.json").read_text())
+"""Spectra, rms and lags of the hand-written implementation (commit 4b2ef9a) on the fixtures."""
+
+
+@pytest.mark.parametrize("case", ["exposure-0.9s", "gaps", "delayed"])
+def test_stingray_spectra_agree_with_the_hand_written_ones(case):
+    """Same segments, same numbers: stingray only leaves out the Nyquist frequency, which
+    changes the last log-rebinned group and a range that ends at the Nyquist frequency."""
+    if case == "delayed":
+        an, segment, pairs, lag_range, rebin = (Analyzer(delayed_night()), 256, [("g", "r")],
+                                                (0.01, 0.03), 0.3)
+    else:
+        exposure, gaps = (0.9, ()) if case == "exposure-0.9s" else (None, GAPS)
+        an, segment, pairs, lag_range, rebin = (Analyzer(night(exposure=exposure, gaps=gaps)),
+                                                None, [("g", "r"), ("g", "i")], (0.12, 0.15),
+                                                0.1)
+    for band, expected in REFERENCE[case]["power"].items():
+        spectrum = an.power_spectrum(band, segment_length=segment)
+        n = len(spectrum)
+        assert n == len(expected["frequency"]) - 1
+        np.testing.assert_allclose(spectrum["frequency"].to_value(u.Hz),
+                                   expected["frequency"][:n], rtol=1e-12)
+        for column in ("power", "power_err"):
+            np.testing.assert_allclose(spectrum[column].to_value(1 / u.Hz),
+                                       expected[column][:n], rtol=1e-9)
+        assert spectrum.meta["noise_level"].to_value(1 / u.Hz) == pytest.approx(
+            expected["noise_level"], rel=1e-12)
+        assert spectrum.meta["n_segments"] == expected["n_segments"]
+        assert spectrum.meta["n_skipped"] == expected["n_skipped"]
+        rms, error = an.fractional_rms(band, 0.05, 0.25)
+        assert [rms.value, error.value] == pytest.approx(expected["rms"], rel=1e-9)
+        rms, error = an.fractional_rms(band, 0.3, 0.5)
+        assert abs(rms.value - expected["rms_noise"][0]) < expected["rms_noise"][1]
+    for band1, band2 in pairs:
+        expected = REFERENCE[case]["cross"][f"{band2} vs {band1}"]
+        lag = an.lag(band1, band2, *lag_range, segment_length=segment)
+        for column, value in expected["lag"].items():
+            assert u.Quantity(lag[column][0]).value == pytest.approx(value, rel=1e-9), column
+        cross = an.cross_spectrum(band1, band2, segment_length=segment, log_rebin=rebin)
+        reference = expected["cross"]
+        assert len(cross) == len(reference["frequency"])
+        for column in ("frequency", "phase_lag", "phase_lag_err", "coherence", "n_averaged"):
+            np.testing.assert_allclose(u.Quantity(cross[column][:-1]).value,
+                                       reference[column][:-1], rtol=1e-9, atol=1e-12)
+        last = cross["phase_lag"][-1].to_value(u.rad) - reference["phase_lag"][-1]
+        assert abs(last) < 2 * reference["phase_lag_err"][-1]
+
+
+def test_to_stingray_light_curves():
+    tables = night(gaps=GAPS)
+    an = Analyzer(tables)
+    curve = an.to_stingray("g")
+    assert isinstance(curve, Lightcurve) and curve.err_dist == "gauss"
+    # one point per cadence bin; the GTIs are the band's (400, 780, 770 and 650 frames)
+    assert curve.n == len(tables["g"]) == 2600
+    np.testing.assert_allclose(np.diff(curve.gti).ravel(), [400, 780, 770, 650], rtol=1e-5)
+    seconds = (tables["g"]["bjd_tdb"] - an.reference_time).to_value(u.s)
+    assert np.max(np.abs(curve.time - seconds)) < 0.02  # bin centres; stamps jitter by 2 ms
+    np.testing.assert_allclose(curve.countrate, tables["g"]["relative_flux"])
+    np.testing.assert_allclose(curve.countrate_err, 0.008)
+    assert curve.mjdref == pytest.approx(an.reference_time.mjd, abs=1e-12)
+    # stingray's own analysis of the curve finds the injected rms
+    spectrum = AveragedPowerspectrum.from_lightcurve(curve, 200, norm="frac", silent=True)
+    assert spectrum.m == 11
+    noise = an.power_spectrum("g", 200).meta["noise_level"].to_value(1 / u.Hz)
+    with pytest.warns(UserWarning, match="M<30"):
+        rms, error = spectrum.compute_rms(0.05, 0.25, poisson_noise_level=noise)
+    assert rms == pytest.approx(RMS, abs=3 * error)
+    # coarser bins average 10 points; finer bins leave empty bins out and split the GTIs
+    coarse = an.to_stingray("g", dt=10 * u.s)
+    assert coarse.countrate[0] == pytest.approx(np.mean(tables["g"]["relative_flux"][:10]))
+    np.testing.assert_allclose(coarse.countrate_err, 0.008 / np.sqrt(10))
+    fine = an.to_stingray("g", dt=0.5)
+    assert fine.n == 2600
+    lengths = np.diff(fine.gti).ravel() / 0.5
+    np.testing.assert_allclose(lengths, np.round(lengths), atol=1e-6)
+    assert np.sum(np.round(lengths)) == fine.n
+    assert np.all(fine.gti[1:, 0] - fine.gti[:-1, 1] > 0.5 - 1e-6)  # at least one empty bin
+    with pytest.raises(ValueError, match="dt must be > 0"):
+        an.to_stingray("g", dt=0)
+    with pytest.raises(ValueError, match="longer than every good time interval"):
+        an.to_stingray("g", dt=1000)
 
 
 # --- folding and rebinning -----------------------------------------------------------------
