@@ -16,7 +16,11 @@ Conventions
   logged and kept in :attr:`Analyzer.n_excluded`.
 * Power and cross spectra are averaged over segments of equal length that lie inside good time
   intervals (:func:`opticam_like.timing.good_time_intervals`), on a regular grid of the
-  (coarsest) cadence; nothing is interpolated across gaps.
+  (coarsest) cadence; nothing is interpolated across gaps. The gridded bands are stingray
+  light curves whose GTIs are the segments, and the averaging is stingray's
+  (`~stingray.AveragedPowerspectrum`, `~stingray.AveragedCrossspectrum`);
+  :meth:`Analyzer.to_stingray` gives a band as a `stingray.Lightcurve`. stingray is imported
+  on first use (its import takes seconds).
 * **Lag sign**: a positive phase or time lag of ``band2`` with respect to ``band1`` means that
   ``band2`` lags (varies later than) ``band1``. For ``flux_b = 1 + A sin(2 pi f t - lag_b)``
   the measured phase lag is ``lag_band2 - lag_band1``.
@@ -708,13 +712,16 @@ class Analyzer:
         """Phase and time lags of ``band2`` with respect to ``band1`` against frequency.
 
         The cross spectrum ``C_j = X_j conj(Y_j)`` (``X``: ``band1``, ``Y``: ``band2``) is
-        averaged over ``M`` simultaneous segments (and ``K`` frequencies with ``log_rebin``);
+        averaged over ``M`` simultaneous segments by `stingray.AveragedCrossspectrum` (Fourier
+        frequencies ``0 < j < n / 2``), then over ``K`` frequencies with ``log_rebin``;
         the phase lag is ``arg <C>`` (positive: ``band2`` lags), the time lag
         ``phase / (2 pi f)`` with ``f`` the mean of the averaged frequencies weighted by
         ``|<C_j>|`` (exact to first order for a constant delay). The raw coherence is
         ``|<C>|^2 / (<|X|^2> <|Y|^2>)`` and the phase error
         ``sqrt((1 - coherence) / (2 coherence M K))`` (Bendat & Piersol 1986; Nowak et al.
-        1999, ApJ 510, 874, eq. 16). Phase lags are in (-pi, pi]. Averaging over frequencies
+        1999, ApJ 510, 874, eq. 16); they are computed here from stingray's averaged spectra,
+        because stingray's own coherence and lag errors assume Poisson noise from the counts,
+        which relative fluxes are not. Phase lags are in (-pi, pi]. Averaging over frequencies
         whose phase lags differ lowers the coherence (and so raises the error).
 
         Parameters

@@ -7,6 +7,7 @@ amplitude by ``sinc(f T)``), so ``r`` (lag pi/2) lags ``g`` (lag 0) by +pi/2.
 
 import json
 from pathlib import Path
+import re
 import warnings
 
 import numpy as np
@@ -483,7 +484,12 @@ def test_ogle_cepheid_period():
 
 # --- figures -------------------------------------------------------------------------------
 
-def test_plots_write_pdfs(tmp_path):
+def pdf_pages(path):
+    """Number of pages of a PDF written by matplotlib (one ``/Type /Page`` object each)."""
+    return len(re.findall(rb"/Type\s*/Page\b", path.read_bytes()))
+
+
+def test_plots_draw_the_tables_and_write_pdfs(tmp_path):
     an = Analyzer(night(n_points=1200, gaps=((500, 560),)))
     periodograms = {band: an.lomb_scargle(band) for band in an.bands}
     best = {band: an.best_frequency(band) for band in an.bands}
@@ -492,20 +498,58 @@ def test_plots_write_pdfs(tmp_path):
     cross = {b: an.cross_spectrum("g", b, log_rebin=0.1) for b in ("r", "i")}
     lags = {b: an.lag("g", b, 0.12, 0.15) for b in ("r", "i")}
     correlation = an.cross_correlation("g", "r", max_lag=20)
-    figures = [
-        (plot_periodogram(periodograms, best, path=tmp_path / "p.pdf"), "p.pdf"),
-        (plot_power_spectrum(spectra, path=tmp_path / "s.pdf"), "s.pdf"),
-        (plot_fold(folds, path=tmp_path / "f.pdf"), "f.pdf"),
-        (plot_lags(cross, lags, path=tmp_path / "l.pdf"), "l.pdf"),
-        (plot_cross_correlation(correlation, path=tmp_path / "c.pdf"), "c.pdf"),
-    ]
-    for figure, name in figures:
-        assert figure.axes
-        assert (tmp_path / name).read_bytes()[:4] == b"%PDF"
+
+    figure = plot_periodogram(periodograms, best, path=tmp_path / "p.pdf")
+    axes, = figure.axes
+    curves = [line for line in axes.lines if len(line.get_xdata()) > 2]
+    for line, band in zip(curves, an.bands, strict=True):
+        np.testing.assert_array_equal(line.get_xdata(), periodograms[band]["frequency"].value)
+        np.testing.assert_array_equal(line.get_ydata(), periodograms[band]["power"])
+    marks = [line.get_xdata()[0] for line in axes.lines if len(line.get_xdata()) == 2]
+    np.testing.assert_allclose(marks, [best[band][0].value for band in an.bands])
+
+    figure = plot_power_spectrum(spectra, path=tmp_path / "s.pdf")
+    axes, = figure.axes
+    for container, band in zip(axes.containers, an.bands, strict=True):
+        points = container.lines[0]
+        np.testing.assert_array_equal(points.get_xdata(), spectra[band]["frequency"].value)
+        np.testing.assert_array_equal(points.get_ydata(), spectra[band]["power"].value)
+    noise = [line.get_ydata()[0] for line in axes.lines if line.get_linestyle() == ":"]
+    np.testing.assert_allclose(noise, [spectra[b].meta["noise_level"].value for b in an.bands])
+    assert axes.get_xscale() == axes.get_yscale() == "log"
+
+    figure = plot_fold(folds, path=tmp_path / "f.pdf")
+    assert len(figure.axes) == 3
+    for axes, band in zip(figure.axes, an.bands):
+        assert axes.get_title().startswith(f"{band}: P = ")
+        assert f"{len(folds[band][0])} points" in axes.get_title()
+        assert axes.get_xlim() == (0, 2)
+
+    figure = plot_lags(cross, lags, path=tmp_path / "l.pdf")
+    phase_axes, time_axes, coherence_axes = figure.axes
+    for container, band in zip(phase_axes.containers, ("r", "i"), strict=True):
+        np.testing.assert_array_equal(container.lines[0].get_ydata(),
+                                      cross[band]["phase_lag"].value)
+    np.testing.assert_array_equal(coherence_axes.lines[0].get_ydata(), cross["r"]["coherence"])
+    legend = [text.get_text() for text in phase_axes.get_legend().get_texts()]
+    phase = lags["r"]["phase_lag"][0].value
+    assert f"r: {phase:.3f} +/- " in " ".join(legend) and phase == pytest.approx(np.pi / 2,
+                                                                              abs=0.1)
+
+    figure = plot_cross_correlation(correlation, path=tmp_path / "c.pdf")
+    line = figure.axes[0].lines[0]
+    np.testing.assert_array_equal(line.get_xdata(), correlation["lag"].value)
+    np.testing.assert_array_equal(line.get_ydata(), correlation["correlation"])
+
+    for name in ("p.pdf", "s.pdf", "f.pdf", "l.pdf", "c.pdf"):
+        assert pdf_pages(tmp_path / name) == 1, name
     results = an.summary()
     results["cross_correlation"] = correlation
     assert save_analysis_report(results, tmp_path / "report.pdf") == 5
-    assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
+    assert pdf_pages(tmp_path / "report.pdf") == 5
+    del results["cross_correlation"], results["fold"]
+    assert save_analysis_report(results, tmp_path / "short.pdf") == 3
+    assert pdf_pages(tmp_path / "short.pdf") == 3
     with pytest.raises(ValueError, match="unknown result kinds"):
         save_analysis_report({"spectrogram": {}}, tmp_path / "x.pdf")
 
@@ -514,7 +558,7 @@ def test_save_report(tmp_path):
     an = Analyzer(night(n_points=800))
     written = an.save_report(tmp_path / "analysis", period=1 / FREQUENCY, n_bins=12)
     assert [path.name for path in written] == ["analysis_report.pdf", "best_frequencies.ecsv"]
-    assert written[0].read_bytes()[:4] == b"%PDF"
+    assert pdf_pages(written[0]) == 4  # periodogram, power spectra, folds, lags
     table = Table.read(written[1])
     assert list(table["band"]) == ["g", "r", "i"]
     np.testing.assert_allclose(table["period"], 1 / FREQUENCY, rtol=0.005)
