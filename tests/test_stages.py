@@ -1,13 +1,12 @@
-"""Per-frame stage helpers: the background contract, the stacking shortcut, FWHM measures."""
+"""Per-frame stage helpers: the background contract, the stacking shortcut."""
 
 import numpy as np
 import pytest
 from photutils.background import Background2D
-from scipy.special import erf
 
 from opticam_like.alignment import Transform
 from opticam_like.background import DefaultBackground
-from opticam_like.stages import apply_background, measure_fwhm, stacking_transform
+from opticam_like.stages import apply_background, stacking_transform
 
 
 def test_background_contract():
@@ -48,15 +47,3 @@ def test_stacking_transform_rounds_pure_shifts_only():
     rotated = Transform(np.array([[np.cos(angle), -np.sin(angle), 2.0],
                                   [np.sin(angle), np.cos(angle), 1.0], [0, 0, 1]]))
     assert stacking_transform(rotated, (512, 512)) is rotated
-
-
-@pytest.mark.parametrize("sigma", [1.3, 2.0])
-def test_measure_fwhm_of_gaussian_stars(sigma):
-    yy, xx = np.mgrid[0:80, 0:80]
-    image = np.zeros((80, 80))
-    x, y = np.array([20.3, 55.7, 40.1]), np.array([21.6, 30.2, 60.4])
-    for xi, yi in zip(x, y):
-        fx = erf((xx - xi + 0.5) / (np.sqrt(2) * sigma)) - erf((xx - xi - 0.5) / (np.sqrt(2) * sigma))
-        fy = erf((yy - yi + 0.5) / (np.sqrt(2) * sigma)) - erf((yy - yi - 0.5) / (np.sqrt(2) * sigma))
-        image += 1e5 * fx * fy / 4
-    assert measure_fwhm(image, x, y, guess=3.0) == pytest.approx(2.3548 * sigma, rel=0.01)
