@@ -22,6 +22,7 @@ import numpy as np
 
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
+from .blends import blend_flags
 from .psf import (PSF_MODELS, aperture_correction, frame_profile, source_stamps,
                   weighted_flux)
 
@@ -67,7 +68,10 @@ class OptimalPhotometer:
     stars of the frame, cancels in differential photometry and is reported in
     ``meta['aperture_correction_err']``. Without usable guide stars the profile takes the frame
     FWHM and ``C = 1`` (the flux is the profile's total flux; ``meta['correction_source']``
-    says ``'model'``).
+    says ``'model'``). With catalogue fluxes (``MeasureInput.catalog_flux``) a source whose
+    weighted sum is predicted to take more than 1% of its flux from neighbours is flagged
+    ``BLENDED`` (:func:`~opticam_like.photometry.blends.blend_flags`, profile-weighted over the
+    extraction mask).
     """
 
     fwhm_scale: float = 3.0
@@ -136,6 +140,7 @@ class OptimalPhotometer:
         flux, variance, area = weighted_flux(stamps, profile.render(stamps.dx, stamps.dy),
                                              level, sigma2, n_sky, median, optimal=True)
         flags |= stamps.flags
+        flags |= blend_flags(frame, profile, radius, weighted=True)
         if frame.position_flags is not None:
             flags |= frame.position_flags
         correction, error, n_used = aperture_correction(frame, flux, level, flags,

@@ -16,7 +16,8 @@ from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
 from .kernels import circular_aperture_sums, elliptical_aperture_sums
 from .noise import flux_variance, pixel_variance
-from .psf import frame_shape
+from .blends import blend_flags
+from .psf import frame_profile, frame_shape
 
 __all__ = ["MeasureInput", "LocalSky", "AperturePhotometer"]
 
@@ -176,7 +177,10 @@ class AperturePhotometer:
     Notes
     -----
     Sums use the exact pixel/circle overlap (as photutils ``method='exact'``). The flux error
-    is the CCD equation of :mod:`opticam_like.photometry.noise`.
+    is the CCD equation of :mod:`opticam_like.photometry.noise`. With catalogue fluxes
+    (``MeasureInput.catalog_flux``) a source whose aperture is predicted to hold more than 1%
+    of light from its neighbours is flagged ``BLENDED``
+    (:func:`~opticam_like.photometry.blends.blend_flags`, with the frame's fitted PSF).
     """
 
     radius: float | None = None
@@ -226,18 +230,23 @@ class AperturePhotometer:
         mask = frame.mask
         radius = self.aperture_radius(frame.fwhm)
         meta = {"radius": radius}
+        semi_major, semi_minor, theta = radius, radius, 0.0
         if self.elliptical:
             shape, _ = frame_shape(frame)
             ratio, theta = (1.0, 0.0) if shape is None else (1.0 - shape.ellipticity,
                                                              shape.theta)
             meta.update(axis_ratio=ratio, theta=theta)
-            sums = elliptical_aperture_sums(frame.data, frame.x, frame.y, radius / ratio**0.5,
-                                            radius * ratio**0.5, theta, mask=mask,
+            semi_major, semi_minor = radius / ratio**0.5, radius * ratio**0.5
+            sums = elliptical_aperture_sums(frame.data, frame.x, frame.y, semi_major,
+                                            semi_minor, theta, mask=mask,
                                             pixel_flags=frame.pixel_flags)
         else:
             sums = circular_aperture_sums(frame.data, frame.x, frame.y, radius, mask=mask,
                                           pixel_flags=frame.pixel_flags)
         flags = np.asarray(sums.flags, dtype=np.int32)
+        if frame.catalog_flux is not None:
+            profile, _ = frame_profile(frame, "moffat")
+            flags |= blend_flags(frame, profile, semi_major, semi_minor, theta)
         flags |= np.where(sums.edge, PhotFlag.EDGE, 0).astype(np.int32)
         if frame.position_flags is not None:
             flags |= frame.position_flags

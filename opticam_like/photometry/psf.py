@@ -35,6 +35,7 @@ from scipy.special import erf
 from ..background.local import AnnulusBackground
 from ..detection import FWHM_PER_SIGMA, covariance_to_ellipse
 from ..flags import PhotFlag
+from .blends import blend_flags
 from .kernels import circular_aperture_sums, cutouts
 from .moffat import MoffatProfile, measure_psf, pixel_integral
 from .noise import level_variance
@@ -679,7 +680,10 @@ class PSFPhotometer:
     with uniform weights is this linear estimator), plus the local-level error; for a group, the
     full least-squares covariance of the group (:func:`_group_variances`). photutils' own
     ``flux_err`` (scaled by the residuals) is kept in ``meta['photutils_flux_err']`` and its
-    flags in ``meta['photutils_flags']``. ``area`` is the PSF's effective area
+    flags in ``meta['photutils_flags']``. With catalogue fluxes (``MeasureInput.catalog_flux``)
+    a source whose fit box (the disc inscribed in it, PSF-weighted) is predicted to take more than 1% of its flux from neighbours that
+    are *not* fitted with it (further than ``grouping_radius`` FWHM for ``'fit'``; any for
+    ``'weighted'``) is flagged ``BLENDED`` (:func:`~opticam_like.photometry.blends.blend_flags`). ``area`` is the PSF's effective area
     ``1 / sum(p^2)``. photutils extracts a ``fit_shape`` cut-out per source, never a full-frame
     array per source.
     """
@@ -769,6 +773,9 @@ class PSFPhotometer:
                                                  sigma2, level_variance(sigma2, n_sky, median))
             meta.update(fit_meta)
         flags |= stamps.flags
+        joint = self.method == "fit" and self.grouping_radius > 0
+        flags |= blend_flags(frame, profile, half, weighted=True,
+                             exclude=self.grouping_radius * frame.fwhm if joint else 0.0)
         if frame.position_flags is not None:
             flags |= frame.position_flags
         if self.correction_radius is not None:
