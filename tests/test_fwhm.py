@@ -137,6 +137,20 @@ def test_fit_agrees_with_astropy_moffat2d(beta):
         assert ours.beta[k] == pytest.approx(fitted[0].alpha.value, rel=0.1)
 
 
+def test_fit_agrees_with_photutils_fit_fwhm_on_gaussian_stars():
+    """photutils' ``fit_fwhm`` (a circular Gaussian PRF) on round Gaussian stars."""
+    from photutils.psf import fit_fwhm
+
+    rng = np.random.default_rng(4)
+    image, mask, x, y, _ = star_field(rng, 3.0, None, 0.0, 0.0, n=20, n_saturated=0)
+    xy = np.column_stack([x[:8], y[:8]])
+    reference = fit_fwhm(image, xypos=xy, fwhm=3.0, fit_shape=13)
+    ours = fit_moffat(image, x[:8], y[:8], 3.0)
+    np.testing.assert_allclose(reference, 3.0, rtol=0.02)
+    np.testing.assert_allclose(np.sqrt(ours.fwhm_major * ours.fwhm_minor), reference,
+                               rtol=0.02)
+
+
 def test_moffat_profile_is_the_rendered_truth():
     """The fitted model's renderer against the test's own sub-sampled star."""
     profile = MoffatProfile(3.0, 2.5, 0.2, 0.6)
