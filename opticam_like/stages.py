@@ -139,7 +139,8 @@ class CatalogRow:
 
 @dataclass(frozen=True)
 class PhotometryRow:
-    """Result of the photometry pass for one frame."""
+    """Result of the photometry pass for one frame (``psf``: the fitted elliptical Moffat,
+    :class:`~opticam_like.photometry.moffat.MoffatProfile`, or None)."""
 
     index: int
     x: np.ndarray
@@ -148,6 +149,7 @@ class PhotometryRow:
     background_median: float
     position_flags: np.ndarray
     results: dict
+    psf: object = None
 
 
 def _accepts_mask(func):
@@ -413,4 +415,4 @@ def photometry_frame(item, ctx, timer):
         catalog_flux=ctx.catalog_flux)
     results = {p.name: p.measure(measure_input) for p in ctx.photometers}
     return PhotometryRow(item.index, x, y, fwhm, float(background.background_median), flags,
-                         results)
+                         results, psf)

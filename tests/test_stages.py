@@ -47,3 +47,25 @@ def test_stacking_transform_rounds_pure_shifts_only():
     rotated = Transform(np.array([[np.cos(angle), -np.sin(angle), 2.0],
                                   [np.sin(angle), np.cos(angle), 1.0], [0, 0, 1]]))
     assert stacking_transform(rotated, (512, 512)) is rotated
+
+
+def test_photometry_table_carries_the_fitted_psf():
+    from astropy.time import Time
+
+    from opticam_like.photometry.moffat import MoffatProfile
+    from opticam_like.photometry.tables import photometry_table
+    from opticam_like.stages import PhotometryRow
+
+    psf = MoffatProfile(3.0, 2.7, 0.19, 0.4)
+    result = {"flux": np.ones(2), "flux_err": np.ones(2), "background": np.zeros(2),
+              "area": np.ones(2), "flags": np.zeros(2, np.int32), "meta": {"radius": 4.5}}
+    row = PhotometryRow(0, np.zeros(2), np.zeros(2), psf.fwhm, 1.0, np.zeros(2, np.int32),
+                        {"ap": result}, psf)
+    failed = object()
+    table = photometry_table("ap", ["a.fits", "b.fits"], Time([60000.0, 60000.1], format="mjd"),
+                             "mjd_utc", [1.0, 1.0], [row, failed], [0, 0], 2)
+    assert table["fwhm"][0] == pytest.approx(3.0)
+    assert table["fwhm_major"][0] == pytest.approx(3.0 / 0.9)
+    assert table["fwhm_minor"][0] == pytest.approx(3.0 * 0.9)
+    assert (table["psf_theta"][0], table["psf_beta"][0]) == (0.4, 2.7)
+    assert np.isnan(table["psf_beta"][1])
