@@ -20,7 +20,8 @@ each axis ``2 / sqrt(eigenvalue of W)`` and tends to the Gaussian ``exp(-ln 2 q)
 (no singular parameter there, unlike ``alpha`` and ``beta``). ``W`` is kept positive definite by
 its Cholesky factor ``[[a, 0], [b, c]]`` (``q = (a dx + b dy)^2 + (c dy)^2``, ``a, c > 0``).
 Every star is fitted with its own flux, centre, residual background and shape, by a
-Levenberg-Marquardt loop run on all stars at once with NumPy (no Python loop over stars), on
+Levenberg-Marquardt loop (analytic derivatives) run on all stars at once with NumPy (no Python
+loop over stars), on
 the model integrated over the pixels (3 x 3 Gauss-Legendre rule); the frame's PSF is then the
 median over the stars, which rejects the odd star spoiled by an undetected neighbour, a cosmic
 ray or an unflagged saturated core.
@@ -185,8 +186,8 @@ class MoffatFits:
 
 
 def _model(params, grid, nodes):
-    """Pixel-integrated Moffat of every star, shape (N, k, k); ``grid`` is the pixel offsets,
-    ``nodes`` the integration rule (u, v, weights)."""
+    """Pixel-integrated Moffat plus background of every star, shape (N, k, k); ``grid`` is the
+    pixel offsets, ``nodes`` the integration rule (u, v, weights)."""
     flux, x0, y0, bg, a, b, c, t = (params[:, j, None, None, None] for j in range(8))
     u = _U_MIN + t * t
     node_u, node_v, node_w = nodes
@@ -196,7 +197,40 @@ def _model(params, grid, nodes):
     k = np.expm1(u * math.log(2.0))
     norm = (1.0 / u - 1.0) * k * a * c / math.pi
     profile = (norm * np.exp(-np.log1p(k * q) / u)) @ node_w
-    return flux[..., 0] * profile + bg[..., 0], profile
+    return flux[..., 0] * profile + bg[..., 0]
+
+
+def _model_jacobian(params, grid, nodes):
+    """:func:`_model`, the unit-flux profile and the analytic derivatives of the model,
+    shape (N, 8, k, k), for the parameters ``(flux, x0, y0, background, a, b, c, t)``."""
+    flux, x0, y0, _, a, b, c, t = (params[:, j, None, None, None] for j in range(8))
+    u = _U_MIN + t * t
+    node_u, node_v, node_w = nodes
+    dx = grid[None, None, :, None] + node_u - x0
+    dy = grid[None, :, None, None] + node_v - y0
+    s1, s2 = a * dx + b * dy, c * dy
+    q = s1 * s1 + s2 * s2
+    k = np.expm1(u * math.log(2.0))
+    kq1 = 1.0 + k * q
+    log_term = np.log1p(k * q)
+    g = (1.0 / u - 1.0) * k * a * c / math.pi * np.exp(-log_term / u)
+    # d g / d q = -g k / (u (1 + k q))
+    slope = g * k / (u * kq1)
+    dlog_u = (-1.0 / (u * (1.0 - u)) + math.log(2.0) * (k + 1.0) / k
+              - q * math.log(2.0) * (k + 1.0) / (u * kq1) + log_term / (u * u))
+    parts = (2.0 * a * slope * s1,                        # x0
+             2.0 * slope * (b * s1 + c * s2),             # y0
+             g / a - 2.0 * slope * s1 * dx,               # a
+             -2.0 * slope * s1 * dy,                      # b
+             g / c - 2.0 * slope * s2 * dy,               # c
+             2.0 * t * g * dlog_u)                        # t
+    profile = g @ node_w
+    jac = np.empty((len(params), 8) + profile.shape[1:])
+    jac[:, 0] = profile
+    jac[:, 3] = 1.0
+    for j, part in zip((1, 2, 4, 5, 6, 7), parts):
+        jac[:, j] = flux[..., 0] * (part @ node_w)
+    return flux[..., 0] * profile + params[:, 3, None, None], profile, jac
 
 
 def _clip(params, scale):
@@ -218,23 +252,15 @@ def _levenberg_marquardt(params, values, weight, grid, nodes, scale, max_iter):
     half-maximum ellipse by < 1e-4 (px, and relative), or cannot lower it; the stars still
     running are the only ones computed."""
     params = params.copy()
-    model, profile = _model(params, grid, nodes)
-    residual = (values - model) * weight
+    residual = (values - _model(params, grid, nodes)) * weight
     cost = np.sum(residual**2, axis=(1, 2))
     damping = np.full(len(params), 1e-3)
-    steps = np.array([1e-4, 1e-4, 1e-5 * scale, 1e-5 * scale, 1e-5 * scale, 1e-5])
     active = np.arange(len(params))
     for _ in range(max_iter):
         if not len(active):
             break
         p, w = params[active], weight[active]
-        jac = np.empty((len(active), 8) + values.shape[1:])
-        jac[:, 0] = profile[active]
-        jac[:, 3] = 1.0
-        for j, h in zip((1, 2, 4, 5, 6, 7), steps):
-            shifted = p.copy()
-            shifted[:, j] += h
-            jac[:, j] = (_model(shifted, grid, nodes)[0] - model[active]) / h
+        jac = _model_jacobian(p, grid, nodes)[2]
         jac = (jac * w[:, None]).reshape(len(active), 8, -1)
         hessian = jac @ jac.transpose(0, 2, 1)
         gradient = jac @ residual[active].reshape(len(active), -1, 1)
@@ -245,15 +271,13 @@ def _levenberg_marquardt(params, values, weight, grid, nodes, scale, max_iter):
         except np.linalg.LinAlgError:
             break
         trial = _clip(p + delta, scale)
-        trial_model, trial_profile = _model(trial, grid, nodes)
-        trial_residual = (values[active] - trial_model) * w
+        trial_residual = (values[active] - _model(trial, grid, nodes)) * w
         trial_cost = np.sum(trial_residual**2, axis=(1, 2))
         better = trial_cost < cost[active]
         gain = np.where(better, (cost[active] - trial_cost) / np.maximum(cost[active], 1e-300),
                         0.0)
         moved = active[better]
         params[moved], cost[moved] = trial[better], trial_cost[better]
-        model[moved], profile[moved] = trial_model[better], trial_profile[better]
         residual[moved] = trial_residual[better]
         damping[active] = np.where(better, damping[active] * 0.3, damping[active] * 10.0)
         # the core no longer moves: in the Gaussian limit u = t^2 creeps towards 0 for many
@@ -293,8 +317,7 @@ def fit_moffat(data, x, y, fwhm_guess, mask=None, max_iter=20):
     Notes
     -----
     Uniform weights (the bright stars this is meant for are photon-noise dominated in the
-    core, which fixes the FWHM). Derivatives of the nonlinear parameters are forward
-    differences; flux and background enter linearly and have exact derivatives.
+    core, which fixes the FWHM). The derivatives are analytic (:func:`_model_jacobian`).
     """
     from .kernels import cutouts
 
