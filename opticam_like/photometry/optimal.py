@@ -1,7 +1,7 @@
 """Optimal photometry: Naylor's (1998) profile-weighted extraction, aperture-calibrated.
 
 Each pixel of a source gets the weight ``W_i = (P_i / V_i) / sum(P_i^2 / V_i)``, with ``P`` the
-frame's PSF profile (measured on its guide stars, :func:`~opticam_like.photometry.psf.
+frame's PSF profile (fitted to its guide stars, :func:`~opticam_like.photometry.psf.
 frame_profile`) and ``V_i`` the variance of the pixel (the CCD equation's sky, dark and read
 noise plus the source's own photons, from a first flux estimate). For data ``F P`` the weighted
 sum is ``F``, the flux of the profile; since no model matches a real PSF exactly, the fluxes are
@@ -40,10 +40,11 @@ class OptimalPhotometer:
         within it are weighted (the weights beyond ~2 FWHM are negligible).
     psf : {'gaussian', 'moffat', 'epsf'}
         Profile of the weights, measured on the frame's guide stars (see
-        :func:`~opticam_like.photometry.psf.frame_profile`): an elliptical Gaussian with their
-        second moments (default), a Moffat of index ``beta`` matched to them, or an ePSF.
+        :func:`~opticam_like.photometry.psf.frame_profile`): the elliptical Gaussian with the
+        half-maximum ellipse of the fitted PSF (default), the fitted elliptical Moffat, or an
+        ePSF.
     beta : float
-        Moffat index, > 1.
+        Moffat index when the frame's PSF could not be fitted, > 1.
     correction_radius : float
         Radius, in frame FWHM, of the aperture that calibrates the fluxes on the guide stars;
         the default 3 FWHM (the inner radius of the default annulus) holds all of a Gaussian's
