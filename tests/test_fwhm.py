@@ -193,3 +193,19 @@ def test_reduced_night_fwhm_matches_the_simulated_seeing(tmp_path):
     np.testing.assert_allclose(table["psf_beta"], 2.7, rtol=0.15)
     # the radius follows the measured FWHM, not the wing-inflated moments
     np.testing.assert_allclose(table["aperture_radius"], 1.5 * truth["fwhm"], rtol=0.05)
+
+
+def test_stars_off_the_image_or_empty_do_not_stop_the_fit():
+    rng = np.random.default_rng(6)
+    image, mask, x, y, _ = star_field(rng, 3.0, 3.0, 0.0, 0.0, n_saturated=0)
+    # a candidate drifted off the frame and one at the edge come first
+    x = np.concatenate([[-20.0, 1.0], x])
+    y = np.concatenate([[100.0, 200.0], y])
+    psf, n_stars = measure_psf(image, x, y, 3.0)
+    assert n_stars == 10 and psf.fwhm == pytest.approx(3.0, rel=0.05)
+    # a star on a fully masked patch has no usable pixel: the others are still fitted
+    blank = mask.copy()
+    blank[int(y[2]) - 10:int(y[2]) + 11, int(x[2]) - 10:int(x[2]) + 11] = True
+    fits = fit_moffat(image, x[2:6], y[2:6], 3.0, mask=blank)
+    assert not fits.ok[0]
+    np.testing.assert_allclose(np.sqrt(fits.fwhm_major * fits.fwhm_minor)[1:], 3.0, rtol=0.05)

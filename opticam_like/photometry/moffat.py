@@ -265,11 +265,10 @@ def _levenberg_marquardt(params, values, weight, grid, nodes, scale, max_iter):
         hessian = jac @ jac.transpose(0, 2, 1)
         gradient = jac @ residual[active].reshape(len(active), -1, 1)
         diagonal = np.einsum("nii->ni", hessian)
-        damped = hessian + (damping[active, None] * diagonal)[:, :, None] * np.eye(8)
-        try:
-            delta = np.linalg.solve(damped, gradient)[..., 0]
-        except np.linalg.LinAlgError:
-            break
+        # a floor on the damping keeps a star without usable pixels from stopping the others
+        floor = 1e-12 * np.max(diagonal, axis=1, keepdims=True) + 1e-300
+        damped = hessian + (damping[active, None] * diagonal + floor)[:, :, None] * np.eye(8)
+        delta = np.linalg.solve(damped, gradient)[..., 0]
         trial = _clip(p + delta, scale)
         trial_residual = (values[active] - _model(trial, grid, nodes)) * w
         trial_cost = np.sum(trial_residual**2, axis=(1, 2))
@@ -379,6 +378,7 @@ def measure_psf(data, x, y, fwhm_guess, mask=None, candidates=None, max_stars=10
     mask : ndarray of bool, shape (ny, nx), optional
         Unusable pixels (saturated, bad, cosmic rays): a star with one within 2 guessed FWHM
         of its centre is not used, and masked pixels further out are left out of its fit.
+        Stars within 2 guessed FWHM of the image edge are not used either.
     candidates : ndarray of int, optional
         Indices of the stars that may be used, brightest first (default: all, in order).
     max_stars : int
@@ -400,8 +400,13 @@ def measure_psf(data, x, y, fwhm_guess, mask=None, candidates=None, max_stars=10
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     order = np.arange(len(x)) if candidates is None else np.asarray(candidates, dtype=np.intp)
-    order = order[np.isfinite(x[order]) & np.isfinite(y[order])]
-    if not len(order) or not fwhm_guess > 0:
+    if not fwhm_guess > 0:
+        return None, 0
+    margin = _CLEAN_RADIUS * fwhm_guess
+    ny, nx = np.shape(data)
+    order = order[(x[order] >= margin) & (x[order] <= nx - 1 - margin)
+                  & (y[order] >= margin) & (y[order] <= ny - 1 - margin)]
+    if not len(order):
         return None, 0
     if mask is not None and np.any(mask):
         from .kernels import cutouts
