@@ -265,9 +265,8 @@ def _levenberg_marquardt(params, values, weight, grid, nodes, scale, max_iter):
         hessian = jac @ jac.transpose(0, 2, 1)
         gradient = jac @ residual[active].reshape(len(active), -1, 1)
         diagonal = np.einsum("nii->ni", hessian)
-        # a floor on the damping keeps a star without usable pixels from stopping the others
-        floor = 1e-12 * np.max(diagonal, axis=1, keepdims=True) + 1e-300
-        damped = hessian + (damping[active, None] * diagonal + floor)[:, :, None] * np.eye(8)
+        # the floor keeps a star without usable pixels (a zero matrix) from stopping the others
+        damped = hessian + (damping[active, None] * diagonal + 1e-300)[:, :, None] * np.eye(8)
         delta = np.linalg.solve(damped, gradient)[..., 0]
         trial = _clip(p + delta, scale)
         trial_residual = (values[active] - _model(trial, grid, nodes)) * w
@@ -278,11 +277,12 @@ def _levenberg_marquardt(params, values, weight, grid, nodes, scale, max_iter):
         moved = active[better]
         params[moved], cost[moved] = trial[better], trial_cost[better]
         residual[moved] = trial_residual[better]
+        # the core no longer moves under a nearly Gauss-Newton step: in the Gaussian limit
+        # u = t^2 creeps towards 0 for many more iterations without changing the FWHM
+        settled = ((np.max(np.abs(delta[:, [1, 2]]), axis=1)
+                    + np.max(np.abs(delta[:, 4:7]), axis=1) / scale) < 1e-4) & (
+                        damping[active] <= 1e-2)
         damping[active] = np.where(better, damping[active] * 0.3, damping[active] * 10.0)
-        # the core no longer moves: in the Gaussian limit u = t^2 creeps towards 0 for many
-        # more iterations without changing the FWHM
-        settled = (np.max(np.abs(delta[:, [1, 2]]), axis=1)
-                   + np.max(np.abs(delta[:, 4:7]), axis=1) / scale) < 1e-4
         done = (better & ((gain < 1e-7) | settled)) | (damping[active] > 1e6)
         active = active[~done]
     return params
