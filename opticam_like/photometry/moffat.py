@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .kernels import cutouts
+
 __all__ = ["MoffatProfile", "MoffatFits", "fit_moffat", "measure_psf", "pixel_integral"]
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(3)
@@ -318,8 +320,6 @@ def fit_moffat(data, x, y, fwhm_guess, mask=None, max_iter=20):
     Uniform weights (the bright stars this is meant for are photon-noise dominated in the
     core, which fixes the FWHM). The derivatives are analytic (:func:`_model_jacobian`).
     """
-    from .kernels import cutouts
-
     if not fwhm_guess > 0:
         raise ValueError(f"fwhm_guess must be positive, got {fwhm_guess}")
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -409,8 +409,6 @@ def measure_psf(data, x, y, fwhm_guess, mask=None, candidates=None, max_stars=10
     if not len(order):
         return None, 0
     if mask is not None and np.any(mask):
-        from .kernels import cutouts
-
         half = math.ceil(_CLEAN_RADIUS * fwhm_guess)
         flagged, ix0, iy0 = cutouts(mask.astype(np.float32), x[order], y[order], half,
                                     fill_value=1.0)
