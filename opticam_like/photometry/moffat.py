@@ -203,8 +203,8 @@ def _model(params, grid, nodes):
 
 
 def _model_jacobian(params, grid, nodes):
-    """:func:`_model`, the unit-flux profile and the analytic derivatives of the model,
-    shape (N, 8, k, k), for the parameters ``(flux, x0, y0, background, a, b, c, t)``."""
+    """Analytic derivatives of :func:`_model`, shape (N, 8, k, k), with respect to the
+    parameters ``(flux, x0, y0, background, a, b, c, t)``."""
     flux, x0, y0, _, a, b, c, t = (params[:, j, None, None, None] for j in range(8))
     u = _U_MIN + t * t
     node_u, node_v, node_w = nodes
@@ -232,7 +232,7 @@ def _model_jacobian(params, grid, nodes):
     jac[:, 3] = 1.0
     for j, part in zip((1, 2, 4, 5, 6, 7), parts):
         jac[:, j] = flux[..., 0] * (part @ node_w)
-    return flux[..., 0] * profile + params[:, 3, None, None], profile, jac
+    return jac
 
 
 def _clip(params, scale):
@@ -262,7 +262,7 @@ def _levenberg_marquardt(params, values, weight, grid, nodes, scale, max_iter):
         if not len(active):
             break
         p, w = params[active], weight[active]
-        jac = _model_jacobian(p, grid, nodes)[2]
+        jac = _model_jacobian(p, grid, nodes)
         jac = (jac * w[:, None]).reshape(len(active), 8, -1)
         hessian = jac @ jac.transpose(0, 2, 1)
         gradient = jac @ residual[active].reshape(len(active), -1, 1)
