@@ -176,9 +176,12 @@ class DefaultFinder:
       second moments, as SExtractor's ``A_IMAGE``, ``B_IMAGE`` and ``THETA_IMAGE`` (no pixel
       correction; 1/12 px^2 is added to both moments of a segment whose moment matrix is
       singular, as SExtractor does);
-    * ``fwhm``: ``2.3548 * sqrt((a^2 + b^2) / 2)``. The isophote truncates the profile, so this
-      underestimates the FWHM of faint sources (by ~1-2% at a peak of 200 rms, more near the
-      threshold); take the median over bright sources for a frame FWHM;
+    * ``fwhm``: ``2.3548 * sqrt((a^2 + b^2) / 2)``, the FWHM of a Gaussian with these moments:
+      a quick size, not a FWHM. The isophote truncates the profile, so it underestimates
+      faint Gaussian sources (by ~1-2% at a peak of 200 rms), and the wings of Moffat stars
+      inflate it (1.3-1.7x for beta 2.5-3). The pipeline uses it only as the starting guess of
+      the elliptical Moffat fit that gives the frame FWHM
+      (:func:`~opticam_like.stages.frame_fwhm`, :mod:`~opticam_like.photometry.moffat`);
     * ``flags``: :class:`SourceFlag` bits.
 
     References

@@ -37,6 +37,9 @@ class PhotFlag(IntFlag):
     """The frame's time stamp goes backwards, repeats or jumps."""
     NON_POSITIVE = 1024
     """The measured flux is zero or negative."""
+    BLENDED = 2048
+    """More than 1% of the aperture's flux is predicted to come from catalogued neighbours
+    (their catalogue flux spread by the frame's PSF, :mod:`opticam_like.photometry.blends`)."""
 
 
 def decode_flags(value):

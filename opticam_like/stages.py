@@ -16,16 +16,16 @@ import numpy as np
 
 from .alignment import AlignmentError, Transform, find_transform
 from .calibration import calibrate
-from .detection import FWHM_PER_SIGMA, moment_covariance, recentre
+from .detection import recentre
 from .flags import PhotFlag
 from .frames import FrameError, read_frame
 from .photometry.cosmic_rays import star_cosmic_rays
-from .photometry.kernels import cutouts
+from .photometry.moffat import measure_psf
 from .photometry.photometers import MeasureInput
 
 __all__ = ["FrameItem", "PassContext", "CatalogRow", "PhotometryRow", "apply_background",
            "prepare_frame", "detect_frame", "catalog_frame", "photometry_frame",
-           "frame_fwhm", "measure_fwhm", "stacking_transform"]
+           "frame_fwhm", "stacking_transform"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,11 @@ class PassContext:
     catalog_xy : ndarray, shape (M, 2), optional
         Catalogue positions in the reference frame (photometry pass).
     guide : ndarray of int, optional
-        Indices of the catalogue stars used to refine positions and measure the FWHM.
+        Indices of the catalogue stars used to refine positions and measure the frame's PSF
+        (elliptical Moffat, :func:`~opticam_like.photometry.moffat.measure_psf`), brightest
+        first.
+    catalog_flux : ndarray, shape (M,), optional
+        Catalogue flux of every source (photometry pass), for the ``BLENDED`` flag.
     photometers : tuple
         Photometers of the pass.
     recentre : {'transform', 'each', 'none'}
@@ -114,6 +118,7 @@ class PassContext:
     recentre: str = "transform"
     fwhm_guess: float = 3.0
     n_sky_global: int = 4096
+    catalog_flux: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,8 @@ class CatalogRow:
 
 @dataclass(frozen=True)
 class PhotometryRow:
-    """Result of the photometry pass for one frame."""
+    """Result of the photometry pass for one frame (``psf``: the fitted elliptical Moffat,
+    :class:`~opticam_like.photometry.moffat.MoffatProfile`, or None)."""
 
     index: int
     x: np.ndarray
@@ -143,6 +149,7 @@ class PhotometryRow:
     background_median: float
     position_flags: np.ndarray
     results: dict
+    psf: object = None
 
 
 def _accepts_mask(func):
@@ -222,14 +229,42 @@ def prepare_frame(item, ctx, timer):
     return calibrated, background, data.astype(np.float32, copy=False)
 
 
-def frame_fwhm(sources, default=math.nan, n_brightest=20):
-    """Frame FWHM: median ``fwhm`` of the brightest unflagged detections (pixels)."""
+def frame_fwhm(data, sources, mask=None, default=math.nan, n_brightest=10):
+    """Frame FWHM (pixels) from the elliptical Moffat fitted to its brightest clean detections.
+
+    The finder's ``fwhm`` (second moments over the isophote) is only the starting guess: the
+    moments of a Moffat star are inflated by its wings (see
+    :mod:`~opticam_like.photometry.moffat`). The fit uses the ``n_brightest`` brightest
+    unflagged detections with no masked (e.g. saturated) pixel near their centre.
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+        Background-subtracted frame.
+    sources : astropy.table.Table
+        Finder output, brightest first (``x``, ``y``, ``fwhm``, ``flags``).
+    mask : ndarray of bool, shape (ny, nx), optional
+        Unusable pixels.
+    default : float
+        Returned when no star can be fitted.
+    n_brightest : int
+        Stars fitted at most.
+
+    Returns
+    -------
+    float
+        Geometric-mean FWHM (px).
+    """
     if len(sources) == 0:
         return default
-    good = sources[np.asarray(sources["flags"]) == 0][:n_brightest]
-    if len(good) == 0:
+    clean = np.flatnonzero(np.asarray(sources["flags"]) == 0)
+    if len(clean) == 0:
         return default
-    return float(np.median(good["fwhm"]))
+    guess = float(np.median(np.asarray(sources["fwhm"])[clean[:n_brightest]]))
+    shape, _ = measure_psf(data, np.asarray(sources["x"], dtype=float),
+                           np.asarray(sources["y"], dtype=float), guess, mask=mask,
+                           candidates=clean, max_stars=n_brightest)
+    return default if shape is None else float(shape.fwhm)
 
 
 def detect_frame(item, ctx, timer):
@@ -247,7 +282,8 @@ def detect_frame(item, ctx, timer):
     timer.step("detect")
     sources = ctx.finder(data, background.background_rms_median, mask=calibrated.mask)
     return CatalogRow(item.index, float(background.background_median),
-                      float(background.background_rms_median), frame_fwhm(sources),
+                      float(background.background_rms_median),
+                      frame_fwhm(data, sources, calibrated.mask),
                       len(sources), None, None,
                       np.column_stack([sources["x"], sources["y"]]).astype(float))
 
@@ -279,7 +315,8 @@ def catalog_frame(item, ctx, timer, stack):
         cosmic_rays = np.flatnonzero(hit).astype(np.int32)
     compact = getattr(background, "compact", None)
     return CatalogRow(item.index, float(background.background_median),
-                      float(background.background_rms_median), frame_fwhm(sources),
+                      float(background.background_rms_median),
+                      frame_fwhm(data, sources, calibrated.mask),
                       len(sources), transform, error, cosmic_rays=cosmic_rays,
                       background=compact() if compact is not None else None)
 
@@ -320,28 +357,6 @@ def _sample(image, x, y):
     return np.asarray(image, dtype=float)[yi, xi]
 
 
-def measure_fwhm(data, x, y, guess):
-    """FWHM (pixels) from the second moments of bright stars at known positions.
-
-    The median over the stars of ``2.3548 sqrt((cxx + cyy) / 2)``, with the moments of
-    cut-outs reaching 4 sigma of the guessed FWHM (:func:`~opticam_like.detection.moment_covariance`).
-    Returns NaN when no star gives a positive moment.
-    """
-    half = int(math.ceil(4 * guess / FWHM_PER_SIGMA + 0.5))
-    stamps, x0, y0 = cutouts(data, x, y, half)
-    values = []
-    for stamp, xs, ys in zip(stamps, x - x0, y - y0):
-        if not np.all(np.isfinite(stamp)):
-            continue
-        try:
-            cxx, cyy, _ = moment_covariance(stamp, xs, ys)
-        except ValueError:
-            continue
-        if cxx > 0 and cyy > 0:
-            values.append(FWHM_PER_SIGMA * math.sqrt((cxx + cyy) / 2))
-    return float(np.median(values)) if values else math.nan
-
-
 def _refine_positions(data, mask, x, y, guide, fwhm, mode):
     """Refined positions and per-source flags (see ``PassContext.recentre``)."""
     flags = np.zeros(len(x), dtype=np.int32)
@@ -378,9 +393,9 @@ def photometry_frame(item, ctx, timer):
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     fwhm = item.fwhm if np.isfinite(item.fwhm) else ctx.fwhm_guess
     x, y, flags = _refine_positions(data, calibrated.mask, x, y, ctx.guide, fwhm, ctx.recentre)
-    measured = measure_fwhm(data, x[ctx.guide], y[ctx.guide], fwhm)
-    if np.isfinite(measured):
-        fwhm = measured
+    psf, _ = measure_psf(data, x, y, fwhm, mask=calibrated.mask, candidates=ctx.guide)
+    if psf is not None:
+        fwhm = psf.fwhm
     flags |= item.position_flags
     sky_rms = _sample(background.background_rms, x, y)
     pixel_flags = calibrated.pixel_flags
@@ -396,7 +411,8 @@ def photometry_frame(item, ctx, timer):
         sky=_sample(background.background, x, y), sky_rms=sky_rms,
         fwhm=fwhm, read_noise=read_noise, dark=calibrated.dark_electrons,
         bias_subtracted=calibrated.bias_subtracted, n_sky_global=ctx.n_sky_global,
-        position_flags=flags, guide=ctx.guide, gain=info.gain)
+        position_flags=flags, guide=ctx.guide, gain=info.gain, psf=psf,
+        catalog_flux=ctx.catalog_flux)
     results = {p.name: p.measure(measure_input) for p in ctx.photometers}
     return PhotometryRow(item.index, x, y, fwhm, float(background.background_median), flags,
-                         results)
+                         results, psf)

@@ -141,7 +141,10 @@ def test_frame_profile_from_guide_stars():
 
     frame, _ = _frame(x, y, flux, psf="moffat", guide=np.arange(10))
     profile, info = frame_profile(frame, "moffat")
-    assert profile.fwhm == pytest.approx(3.0, rel=0.01)   # moments matched, not Gaussian's
+    assert profile.fwhm == pytest.approx(3.0, rel=0.01)   # fitted, not from the moments
+    assert info["psf_beta"] == pytest.approx(2.5, rel=0.1)
+    # the Gaussian of a Moffat frame has the stars' half-maximum ellipse (their core)
+    assert frame_profile(frame, "gaussian")[0].fwhm == pytest.approx(3.0, rel=0.01)
 
     no_guides = replace(frame, guide=None, fwhm=3.3)
     profile, info = frame_profile(no_guides, "moffat")

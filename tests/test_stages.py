@@ -1,13 +1,12 @@
-"""Per-frame stage helpers: the background contract, the stacking shortcut, FWHM measures."""
+"""Per-frame stage helpers: the background contract, the stacking shortcut."""
 
 import numpy as np
 import pytest
 from photutils.background import Background2D
-from scipy.special import erf
 
 from opticam_like.alignment import Transform
 from opticam_like.background import DefaultBackground
-from opticam_like.stages import apply_background, measure_fwhm, stacking_transform
+from opticam_like.stages import apply_background, stacking_transform
 
 
 def test_background_contract():
@@ -50,13 +49,23 @@ def test_stacking_transform_rounds_pure_shifts_only():
     assert stacking_transform(rotated, (512, 512)) is rotated
 
 
-@pytest.mark.parametrize("sigma", [1.3, 2.0])
-def test_measure_fwhm_of_gaussian_stars(sigma):
-    yy, xx = np.mgrid[0:80, 0:80]
-    image = np.zeros((80, 80))
-    x, y = np.array([20.3, 55.7, 40.1]), np.array([21.6, 30.2, 60.4])
-    for xi, yi in zip(x, y):
-        fx = erf((xx - xi + 0.5) / (np.sqrt(2) * sigma)) - erf((xx - xi - 0.5) / (np.sqrt(2) * sigma))
-        fy = erf((yy - yi + 0.5) / (np.sqrt(2) * sigma)) - erf((yy - yi - 0.5) / (np.sqrt(2) * sigma))
-        image += 1e5 * fx * fy / 4
-    assert measure_fwhm(image, x, y, guess=3.0) == pytest.approx(2.3548 * sigma, rel=0.01)
+def test_photometry_table_carries_the_fitted_psf():
+    from astropy.time import Time
+
+    from opticam_like.photometry.moffat import MoffatProfile
+    from opticam_like.photometry.tables import photometry_table
+    from opticam_like.stages import PhotometryRow
+
+    psf = MoffatProfile(3.0, 2.7, 0.19, 0.4)
+    result = {"flux": np.ones(2), "flux_err": np.ones(2), "background": np.zeros(2),
+              "area": np.ones(2), "flags": np.zeros(2, np.int32), "meta": {"radius": 4.5}}
+    row = PhotometryRow(0, np.zeros(2), np.zeros(2), psf.fwhm, 1.0, np.zeros(2, np.int32),
+                        {"ap": result}, psf)
+    failed = object()
+    table = photometry_table("ap", ["a.fits", "b.fits"], Time([60000.0, 60000.1], format="mjd"),
+                             "mjd_utc", [1.0, 1.0], [row, failed], [0, 0], 2)
+    assert table["fwhm"][0] == pytest.approx(3.0)
+    assert table["fwhm_major"][0] == pytest.approx(3.0 / 0.9)
+    assert table["fwhm_minor"][0] == pytest.approx(3.0 * 0.9)
+    assert (table["psf_theta"][0], table["psf_beta"][0]) == (0.4, 2.7)
+    assert np.isnan(table["psf_beta"][1])

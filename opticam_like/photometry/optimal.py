@@ -1,7 +1,7 @@
 """Optimal photometry: Naylor's (1998) profile-weighted extraction, aperture-calibrated.
 
 Each pixel of a source gets the weight ``W_i = (P_i / V_i) / sum(P_i^2 / V_i)``, with ``P`` the
-frame's PSF profile (measured on its guide stars, :func:`~opticam_like.photometry.psf.
+frame's PSF profile (fitted to its guide stars, :func:`~opticam_like.photometry.psf.
 frame_profile`) and ``V_i`` the variance of the pixel (the CCD equation's sky, dark and read
 noise plus the source's own photons, from a first flux estimate). For data ``F P`` the weighted
 sum is ``F``, the flux of the profile; since no model matches a real PSF exactly, the fluxes are
@@ -22,6 +22,7 @@ import numpy as np
 
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
+from .blends import blend_flags
 from .psf import (PSF_MODELS, aperture_correction, frame_profile, source_stamps,
                   weighted_flux)
 
@@ -39,10 +40,11 @@ class OptimalPhotometer:
         within it are weighted (the weights beyond ~2 FWHM are negligible).
     psf : {'gaussian', 'moffat', 'epsf'}
         Profile of the weights, measured on the frame's guide stars (see
-        :func:`~opticam_like.photometry.psf.frame_profile`): an elliptical Gaussian with their
-        second moments (default), a Moffat of index ``beta`` matched to them, or an ePSF.
+        :func:`~opticam_like.photometry.psf.frame_profile`): the elliptical Gaussian with the
+        half-maximum ellipse of the fitted PSF (default), the fitted elliptical Moffat, or an
+        ePSF.
     beta : float
-        Moffat index, > 1.
+        Moffat index when the frame's PSF could not be fitted, > 1.
     correction_radius : float
         Radius, in frame FWHM, of the aperture that calibrates the fluxes on the guide stars;
         the default 3 FWHM (the inner radius of the default annulus) holds all of a Gaussian's
@@ -67,7 +69,10 @@ class OptimalPhotometer:
     stars of the frame, cancels in differential photometry and is reported in
     ``meta['aperture_correction_err']``. Without usable guide stars the profile takes the frame
     FWHM and ``C = 1`` (the flux is the profile's total flux; ``meta['correction_source']``
-    says ``'model'``).
+    says ``'model'``). With catalogue fluxes (``MeasureInput.catalog_flux``) a source whose
+    weighted sum is predicted to take more than 1% of its flux from neighbours is flagged
+    ``BLENDED`` (:func:`~opticam_like.photometry.blends.blend_flags`, profile-weighted over the
+    extraction mask).
     """
 
     fwhm_scale: float = 3.0
@@ -136,6 +141,7 @@ class OptimalPhotometer:
         flux, variance, area = weighted_flux(stamps, profile.render(stamps.dx, stamps.dy),
                                              level, sigma2, n_sky, median, optimal=True)
         flags |= stamps.flags
+        flags |= blend_flags(frame, profile, radius, weighted=True)
         if frame.position_flags is not None:
             flags |= frame.position_flags
         correction, error, n_used = aperture_correction(frame, flux, level, flags,

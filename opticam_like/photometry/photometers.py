@@ -14,10 +14,10 @@ import numpy as np
 
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
-from ..detection import covariance_to_ellipse
 from .kernels import circular_aperture_sums, elliptical_aperture_sums
 from .noise import flux_variance, pixel_variance
-from .psf import frame_profile
+from .blends import blend_flags
+from .psf import frame_profile, frame_shape
 
 __all__ = ["MeasureInput", "LocalSky", "AperturePhotometer"]
 
@@ -80,6 +80,13 @@ class MeasureInput:
         Indices of bright, isolated, unsaturated catalogue stars (for PSF models).
     gain : float
         Gain (e-/ADU) of the frame, for photometers that need ADU.
+    psf : MoffatProfile, optional
+        The frame's PSF fitted by the stage (:func:`~opticam_like.photometry.moffat.
+        measure_psf`); when None the photometers fit it on the guide stars.
+    catalog_flux : ndarray, shape (N,), optional
+        Catalogue (stack) flux of every source, any common scale: with the PSF it predicts
+        how much of each neighbour's light falls in a source's aperture (``BLENDED``). None
+        leaves ``BLENDED`` unset.
     """
 
     data: np.ndarray
@@ -96,6 +103,8 @@ class MeasureInput:
     position_flags: np.ndarray = None
     guide: np.ndarray = None
     gain: float = 1.0
+    psf: object = None
+    catalog_flux: np.ndarray = None
     _levels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -155,8 +164,9 @@ class AperturePhotometer:
     fwhm_scale : float
         Radius in units of the frame FWHM when ``radius`` is None.
     elliptical : bool
-        Use ellipses shaped like the frame's PSF (axis ratio and angle of the guide stars'
-        second moments, :func:`~opticam_like.photometry.psf.frame_profile`) with the area of
+        Use ellipses shaped like the frame's PSF (axis ratio and angle of the elliptical Moffat
+        fitted to its brightest stars, :func:`~opticam_like.photometry.psf.frame_shape`;
+        round when it could not be fitted) with the area of
         the circle of ``radius``: ``a = r / sqrt(q)``, ``b = r sqrt(q)``. For elongated PSFs
         (tracking errors, astigmatism) this holds the same flux fraction with less sky.
     local_background : AnnulusBackground or None
@@ -167,7 +177,10 @@ class AperturePhotometer:
     Notes
     -----
     Sums use the exact pixel/circle overlap (as photutils ``method='exact'``). The flux error
-    is the CCD equation of :mod:`opticam_like.photometry.noise`.
+    is the CCD equation of :mod:`opticam_like.photometry.noise`. With catalogue fluxes
+    (``MeasureInput.catalog_flux``) a source whose aperture is predicted to hold more than 1%
+    of light from its neighbours is flagged ``BLENDED``
+    (:func:`~opticam_like.photometry.blends.blend_flags`, with the frame's fitted PSF).
     """
 
     radius: float | None = None
@@ -217,18 +230,23 @@ class AperturePhotometer:
         mask = frame.mask
         radius = self.aperture_radius(frame.fwhm)
         meta = {"radius": radius}
+        semi_major, semi_minor, theta = radius, radius, 0.0
         if self.elliptical:
-            profile, _ = frame_profile(frame, "gaussian")
-            major, minor, theta = covariance_to_ellipse(profile.cxx, profile.cyy, profile.cxy)
-            ratio = minor / major
+            shape, _ = frame_shape(frame)
+            ratio, theta = (1.0, 0.0) if shape is None else (1.0 - shape.ellipticity,
+                                                             shape.theta)
             meta.update(axis_ratio=ratio, theta=theta)
-            sums = elliptical_aperture_sums(frame.data, frame.x, frame.y, radius / ratio**0.5,
-                                            radius * ratio**0.5, theta, mask=mask,
+            semi_major, semi_minor = radius / ratio**0.5, radius * ratio**0.5
+            sums = elliptical_aperture_sums(frame.data, frame.x, frame.y, semi_major,
+                                            semi_minor, theta, mask=mask,
                                             pixel_flags=frame.pixel_flags)
         else:
             sums = circular_aperture_sums(frame.data, frame.x, frame.y, radius, mask=mask,
                                           pixel_flags=frame.pixel_flags)
         flags = np.asarray(sums.flags, dtype=np.int32)
+        if frame.catalog_flux is not None:
+            profile, _ = frame_profile(frame, "moffat")
+            flags |= blend_flags(frame, profile, semi_major, semi_minor, theta)
         flags |= np.where(sums.edge, PhotFlag.EDGE, 0).astype(np.int32)
         if frame.position_flags is not None:
             flags |= frame.position_flags

@@ -3,9 +3,10 @@
 A frame's PSF is measured on its guide stars (bright, clean catalogue stars) and represented by a
 *profile*: an object whose ``render(dx, dy)`` gives the fraction of a unit flux that falls in
 the pixel whose centre lies at offset ``(dx, dy)`` from the source (pixel-integrated, as a CCD
-records it). Three profiles are provided: :class:`GaussianProfile` (elliptical, from the guide
-stars' second moments), :class:`MoffatProfile` (circular, FWHM matched to the guide stars'
-second moments) and :class:`EPSFProfile` (an effective PSF built by photutils' ``EPSFBuilder``).
+records it). Three profiles are provided: :class:`MoffatProfile` (elliptical, fitted to the
+brightest clean stars by :func:`~opticam_like.photometry.moffat.measure_psf`),
+:class:`GaussianProfile` (elliptical, with the fitted Moffat's half-maximum ellipse) and
+:class:`EPSFProfile` (an effective PSF built by photutils' ``EPSFBuilder``).
 
 :class:`PSFPhotometer` measures fluxes with a profile, either by fitting it with photutils'
 ``PSFPhotometry`` (close neighbours fitted jointly) or by the PSF-weighted sum. The helpers
@@ -29,18 +30,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.modeling import Fittable2DModel, Parameter
 from astropy.table import Table
-from scipy.optimize import brentq
 from scipy.special import erf
 
 from ..background.local import AnnulusBackground
-from ..detection import FWHM_PER_SIGMA, covariance_to_ellipse, moment_covariance
+from ..detection import FWHM_PER_SIGMA, covariance_to_ellipse
 from ..flags import PhotFlag
+from .blends import blend_flags
 from .kernels import circular_aperture_sums, cutouts
+from .moffat import MoffatProfile, measure_psf, pixel_integral
 from .noise import level_variance
 
 __all__ = ["PSF_MODELS", "GaussianProfile", "MoffatProfile", "EPSFProfile", "ProfilePRF",
            "SourceStamps", "source_stamps", "weighted_flux", "usable_guides",
-           "aperture_correction", "frame_profile", "PSFPhotometer"]
+           "aperture_correction", "frame_shape", "frame_profile", "PSFPhotometer"]
 
 PSF_MODELS = ("gaussian", "moffat", "epsf")
 """Profiles :func:`frame_profile` can build."""
@@ -48,12 +50,6 @@ PSF_MODELS = ("gaussian", "moffat", "epsf")
 _MODEL_SERIAL = itertools.count()
 """Serial numbers of the per-call model classes (see ``PSFPhotometer._fit``)."""
 
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(3)
-_NODES, _WEIGHTS = _NODES / 2.0, _WEIGHTS / 2.0
-"""3-point Gauss-Legendre rule on a pixel, [-0.5, 0.5]."""
-
-_MOMENT_SIGMAS = 4.0
-"""Half-size of the guide-star cut-outs for moments, in frame sigmas (as ``measure_fwhm``)."""
 _EPSF_RADIUS = 3.0
 """Half-size of the ePSF star cut-outs, in frame FWHM: the ePSF holds the flux of this box."""
 _EPSF_MIN_STARS = 3
@@ -63,19 +59,6 @@ _EPSF_OVERSAMPLING = 1
 the holes by scattered-data interpolation at ~0.5 s an iteration (2.3 s a frame against 0.1 s)."""
 _EPSF_MAXITERS = 5
 """ePSF build iterations (~20 ms each with 10 stars at oversampling 1)."""
-
-
-def _pixel_integral(density, dx, dy):
-    """Integral of ``density(u, v)`` over the unit pixels centred on ``(dx, dy)``.
-
-    A 3 x 3 Gauss-Legendre rule: for a Moffat of FWHM >= 1.5 px the error is below 4e-4 of
-    the peak pixel (2e-5 at FWHM 3 px); a Gaussian is smoother still.
-    """
-    total = 0.0
-    for u, wu in zip(_NODES, _WEIGHTS):
-        for v, wv in zip(_NODES, _WEIGHTS):
-            total = total + (wu * wv) * density(dx + u, dy + v)
-    return total
 
 
 @dataclass(frozen=True)
@@ -119,6 +102,21 @@ class GaussianProfile:
         variance = (fwhm / FWHM_PER_SIGMA) ** 2
         return cls(variance, variance, 0.0)
 
+    @classmethod
+    def from_shape(cls, shape):
+        """Gaussian with the half-maximum ellipse of a fitted PSF (e.g. :class:`MoffatProfile`).
+
+        Parameters
+        ----------
+        shape : MoffatProfile
+            Anything with ``fwhm_major``, ``fwhm_minor`` and ``theta``.
+        """
+        major = (shape.fwhm_major / FWHM_PER_SIGMA) ** 2
+        minor = (shape.fwhm_minor / FWHM_PER_SIGMA) ** 2
+        cos, sin = math.cos(shape.theta), math.sin(shape.theta)
+        return cls(major * cos * cos + minor * sin * sin, major * sin * sin + minor * cos * cos,
+                   (major - minor) * sin * cos)
+
     @property
     def fwhm(self):
         """Geometric-mean FWHM (px)."""
@@ -153,7 +151,7 @@ class GaussianProfile:
             det = self.cxx * self.cyy - self.cxy**2
             ixx, iyy, ixy = self.cyy / det, self.cxx / det, -self.cxy / det
             norm = 1.0 / (2.0 * math.pi * math.sqrt(det))
-            return _pixel_integral(
+            return pixel_integral(
                 lambda u, v: norm * np.exp(-0.5 * (ixx * u * u + 2.0 * ixy * u * v
                                                    + iyy * v * v)), dx, dy)
         cxx, cyy = self.cxx + 1.0 / 12.0, self.cyy + 1.0 / 12.0
@@ -165,54 +163,6 @@ class GaussianProfile:
                    + uy**2 * (uy**2 - 6.0 * syy) + 3.0 * syy**2)
         return (np.exp(-0.5 * (dx * ux + dy * uy)) / (2.0 * math.pi * math.sqrt(det))
                 * (1.0 - hermite / 2880.0))
-
-
-@dataclass(frozen=True)
-class MoffatProfile:
-    """Pixel-integrated circular Moffat profile of unit flux (Moffat 1969).
-
-    ``I(r) = (beta - 1) / (pi alpha^2) (1 + r^2 / alpha^2)^-beta`` with
-    ``alpha = fwhm / (2 sqrt(2^(1/beta) - 1))`` (photutils' ``MoffatPSF`` integrated over the
-    pixels with a 3 x 3 Gauss-Legendre rule).
-
-    Parameters
-    ----------
-    fwhm : float
-        FWHM (px).
-    beta : float
-        Power-law index of the wings, > 1.
-
-    Raises
-    ------
-    ValueError
-        ``fwhm`` not positive or ``beta <= 1``.
-    """
-
-    fwhm: float
-    beta: float = 2.5
-
-    def __post_init__(self):
-        if not self.fwhm > 0:
-            raise ValueError(f"fwhm must be positive, got {self.fwhm}")
-        if not self.beta > 1:
-            raise ValueError(f"beta must be > 1, got {self.beta}")
-
-    @property
-    def alpha(self):
-        """Core radius (px)."""
-        return self.fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / self.beta) - 1.0))
-
-    @property
-    def ellipticity(self):
-        """0: the profile is circular."""
-        return 0.0
-
-    def render(self, dx, dy):
-        """Fraction of the flux in each pixel (see :meth:`GaussianProfile.render`)."""
-        inverse = 1.0 / self.alpha**2
-        norm = (self.beta - 1.0) * inverse / math.pi
-        return _pixel_integral(
-            lambda u, v: norm * np.exp(-self.beta * np.log1p((u * u + v * v) * inverse)), dx, dy)
 
 
 @dataclass(frozen=True, eq=False)
@@ -508,49 +458,6 @@ def _guide_stamps(frame, level, flags, half):
     return values, frame.x[sel] - ix0, frame.y[sel] - iy0, ix0, iy0
 
 
-def _median_moments(values):
-    """Median second moments (cxx, cyy, cxy) of the cut-outs about their centroids.
-
-    Each star's moments are taken about its own first moment in the cut-out, so an error of
-    the catalogue position does not widen the profile (the moments about a point ``d`` off
-    the centre are larger by ``d^2``). Returns ``(None, 0)`` when no cut-out is usable.
-    """
-    moments = []
-    offsets = np.arange(values.shape[-1], dtype=float)
-    for stamp in values:
-        total = stamp.sum()
-        if not total > 0:
-            continue
-        xc = float(stamp.sum(axis=0) @ offsets) / total
-        yc = float(stamp.sum(axis=1) @ offsets) / total
-        cxx, cyy, cxy = moment_covariance(stamp, xc, yc)
-        if cxx > 0 and cyy > 0 and cxx * cyy > cxy * cxy:
-            moments.append((cxx, cyy, cxy))
-    if not moments:
-        return None, 0
-    return tuple(np.median(np.array(moments), axis=0)), len(moments)
-
-
-def _moffat_from_moments(trace, half, beta, fwhm_guess):
-    """Moffat whose moments in a centred ``2 half + 1`` box equal ``trace`` = (cxx+cyy)/2.
-
-    The moments of a Moffat truncated by the box depend on the box, so the model is measured
-    in the same box as the stars; the mean square radius grows with the FWHM, so the root is
-    unique. Returns None when it is not bracketed in ``[fwhm_guess / 4, 4 fwhm_guess]``.
-    """
-    offsets = np.arange(-half, half + 1.0)
-
-    def mismatch(fwhm):
-        stamp = MoffatProfile(fwhm, beta).render(offsets[None, :], offsets[:, None])
-        cxx, cyy, _ = moment_covariance(stamp, half, half)
-        return 0.5 * (cxx + cyy) - trace
-
-    low, high = 0.25 * fwhm_guess, 4.0 * fwhm_guess
-    if mismatch(low) * mismatch(high) > 0:
-        return None
-    return MoffatProfile(brentq(mismatch, low, high, xtol=1e-4), beta)
-
-
 def _epsf(frame, level, flags):
     """ePSF from the guide stars (photutils EPSFBuilder), or None with fewer than 3 stars."""
     from photutils.psf import EPSFBuilder, EPSFStar, EPSFStars
@@ -572,34 +479,58 @@ def _epsf(frame, level, flags):
     return EPSFProfile(psf, frame.fwhm), len(values)
 
 
+def frame_shape(frame, flags=None):
+    """The frame's fitted PSF: ``frame.psf`` when given, else fitted on its guide stars.
+
+    Parameters
+    ----------
+    frame : MeasureInput
+    flags : ndarray of int, shape (N,), optional
+        Flags of every source so far; flagged guide stars are not used.
+
+    Returns
+    -------
+    shape : MoffatProfile or None
+        Elliptical Moffat (:func:`~opticam_like.photometry.moffat.measure_psf`); None when
+        no guide star could be fitted.
+    n_stars : int
+        Stars behind it (-1 when it came with the frame).
+    """
+    if frame.psf is not None:
+        return frame.psf, -1
+    guide = usable_guides(frame, flags)
+    if not len(guide) or not frame.fwhm > 0:
+        return None, 0
+    return measure_psf(frame.data, frame.x, frame.y, frame.fwhm, mask=frame.mask,
+                       candidates=guide)
+
+
 def frame_profile(frame, model="gaussian", beta=2.5, level=None, flags=None):
     """The PSF of a frame, measured on its guide stars.
 
-    * ``'gaussian'``: elliptical Gaussian with the median pixel-corrected second moments of the
-      guide stars about their centroids (:func:`~opticam_like.detection.moment_covariance`,
-      cut-outs of +-4 sigma of the frame FWHM, as the frame FWHM is measured). The moments of
-      a star of 1e5 e- on a 200 e- sky scatter by ~4%, so the median of ~10 stars sets the
-      width to ~1%, a flux scale common to the frame's stars that differential photometry
-      cancels.
-    * ``'moffat'``: circular Moffat of index ``beta`` whose moments in the same cut-outs equal
-      the guide stars' median (a Moffat's moments depend on the truncation, so the FWHM is
-      found by matching them, not by the Gaussian relation).
+    The shape comes from the elliptical Moffat fitted to the frame's brightest clean stars
+    (``frame.psf`` from the photometry stage, or :func:`frame_shape` on the guide stars):
+
+    * ``'gaussian'``: the elliptical Gaussian with the fitted half-maximum ellipse
+      (:meth:`GaussianProfile.from_shape`): the core of the stars, whatever their wings.
+    * ``'moffat'``: the fitted elliptical Moffat itself, with its fitted ``beta``.
     * ``'epsf'``: photutils' ``EPSFBuilder`` on the guide stars (cut-outs of +-3 FWHM,
       oversampling 1, 5 iterations). Its cubic-spline interpolation between pixels broadens
       it slightly (fluxes +0.8% at FWHM 3 px on Gaussian stars, the same for every star of
       the frame); an aperture correction (``correction_radius``) removes that scale.
 
-    Without a usable guide star the Gaussian and the Moffat take the frame FWHM; an ePSF needs
-    3 and otherwise falls back to the Gaussian (``info['psf_fallback']``).
+    Without a fitted shape the Gaussian and the Moffat (index ``beta``) are round with the frame
+    FWHM; an ePSF needs 3 clean guide stars and otherwise falls back to the Gaussian
+    (``info['psf_fallback']``).
 
     Parameters
     ----------
     frame : MeasureInput
     model : {'gaussian', 'moffat', 'epsf'}
     beta : float
-        Moffat index.
+        Moffat index when the frame's PSF could not be fitted.
     level : ndarray, shape (N,), optional
-        Local residual sky level of every source (e-/px), subtracted from the guide stars.
+        Local residual sky level of every source (e-/px), subtracted from the ePSF stars.
     flags : ndarray of int, shape (N,), optional
         Flags of every source so far; flagged guide stars are not used.
 
@@ -608,8 +539,9 @@ def frame_profile(frame, model="gaussian", beta=2.5, level=None, flags=None):
     profile : GaussianProfile, MoffatProfile or EPSFProfile
     info : dict
         ``psf_model`` (the model used), ``psf_fwhm`` (px), ``psf_ellipticity``,
-        ``psf_source`` (``'guides'`` or ``'frame_fwhm'``), ``n_psf_stars``, and
-        ``psf_fallback`` when an ePSF could not be built.
+        ``psf_source`` (``'frame'`` for a shape measured by the stage, ``'guides'`` or
+        ``'frame_fwhm'``), ``n_psf_stars``, ``psf_beta`` for the Moffat, and ``psf_fallback``
+        when an ePSF could not be built.
 
     Raises
     ------
@@ -631,24 +563,19 @@ def frame_profile(frame, model="gaussian", beta=2.5, level=None, flags=None):
         info["psf_fallback"] = (f"ePSF needs {_EPSF_MIN_STARS} clean guide stars, "
                                 f"{n_stars} usable: Gaussian used")
         model = "gaussian"
-    half = math.ceil(_MOMENT_SIGMAS * frame.fwhm / FWHM_PER_SIGMA + 0.5)
-    values = _guide_stamps(frame, level, flags, half)[0]
-    moments, n_stars = _median_moments(values)
-    profile = None
-    if moments is not None:
-        if model == "gaussian":
-            profile = GaussianProfile(*moments)
-        else:
-            profile = _moffat_from_moments(0.5 * (moments[0] + moments[1]), half, beta,
-                                           frame.fwhm)
-    source = "guides"
-    if profile is None:
+    shape, n_stars = frame_shape(frame, flags)
+    if shape is None:
         profile = (GaussianProfile.from_fwhm(frame.fwhm) if model == "gaussian"
                    else MoffatProfile(frame.fwhm, beta))
-        source, n_stars = "frame_fwhm", 0
+        source = "frame_fwhm"
+    else:
+        profile = GaussianProfile.from_shape(shape) if model == "gaussian" else shape
+        source = "frame" if n_stars < 0 else "guides"
     info.update(psf_model=model, psf_fwhm=float(profile.fwhm),
                 psf_ellipticity=float(profile.ellipticity), psf_source=source,
-                n_psf_stars=n_stars)
+                n_psf_stars=max(n_stars, 0))
+    if model == "moffat":
+        info["psf_beta"] = float(profile.beta)
     return profile, info
 
 
@@ -706,6 +633,11 @@ class PSFPhotometer:
     ----------
     model : {'gaussian', 'moffat', 'epsf'}
         The PSF profile, measured on the frame's guide stars by :func:`frame_profile`.
+        ``'moffat'`` is the fitted elliptical Moffat (its ``beta`` fitted too; a Gaussian star
+        fits a large ``beta``), the model for close pairs: a Gaussian core leaves the wings of
+        the brighter star to its neighbour (on Moffat stars, beta 2.5, a companion 1.5 FWHM
+        away and 2 mag fainter is then fitted 0.56 px off and takes up 3% of the target's
+        variation, against < 0.01 px and noise with ``'moffat'``; ``tests/test_blends.py``).
     method : {'fit', 'weighted'}
         ``'fit'``: photutils ``PSFPhotometry`` fits the profile's amplitude (and, with
         ``max_shift``, the position) to the pixels of a ``fit_shape`` box around each source;
@@ -724,7 +656,7 @@ class PSFPhotometer:
         alignment of the whole frame, more precise than a fit of a faint star). A value lets
         the fit move each position by up to ``max_shift`` px (photutils ``xy_bounds``).
     beta : float
-        Moffat index (``model='moffat'``), > 1.
+        Moffat index (``model='moffat'``) when the frame's PSF could not be fitted, > 1.
     correction_radius : float, optional
         When given, the fluxes are scaled to the aperture flux within this many frame FWHM
         (the median ratio on the guide stars, :func:`aperture_correction`), as
@@ -753,7 +685,10 @@ class PSFPhotometer:
     with uniform weights is this linear estimator), plus the local-level error; for a group, the
     full least-squares covariance of the group (:func:`_group_variances`). photutils' own
     ``flux_err`` (scaled by the residuals) is kept in ``meta['photutils_flux_err']`` and its
-    flags in ``meta['photutils_flags']``. ``area`` is the PSF's effective area
+    flags in ``meta['photutils_flags']``. With catalogue fluxes (``MeasureInput.catalog_flux``)
+    a source whose fit box (the disc inscribed in it, PSF-weighted) is predicted to take more than 1% of its flux from neighbours that
+    are *not* fitted with it (further than ``grouping_radius`` FWHM for ``'fit'``; any for
+    ``'weighted'``) is flagged ``BLENDED`` (:func:`~opticam_like.photometry.blends.blend_flags`). ``area`` is the PSF's effective area
     ``1 / sum(p^2)``. photutils extracts a ``fit_shape`` cut-out per source, never a full-frame
     array per source.
     """
@@ -843,6 +778,9 @@ class PSFPhotometer:
                                                  sigma2, level_variance(sigma2, n_sky, median))
             meta.update(fit_meta)
         flags |= stamps.flags
+        joint = self.method == "fit" and self.grouping_radius > 0
+        flags |= blend_flags(frame, profile, half, weighted=True,
+                             exclude=self.grouping_radius * frame.fwhm if joint else 0.0)
         if frame.position_flags is not None:
             flags |= frame.position_flags
         if self.correction_radius is not None:

@@ -10,6 +10,9 @@ from ..flags import PhotFlag
 __all__ = ["photometry_table"]
 
 VECTOR_COLUMNS = ("flux", "flux_err", "background", "area", "flags")
+PSF_COLUMNS = {"fwhm_major": "fwhm_major", "fwhm_minor": "fwhm_minor", "psf_theta": "theta",
+               "psf_beta": "beta"}
+"""Per-frame columns of the fitted PSF and the attribute of the profile they come from."""
 
 
 def photometry_table(name, files, times, time_name, exposures, rows, frame_flags, n_sources):
@@ -38,7 +41,9 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
     Returns
     -------
     astropy.table.Table
-        Columns ``frame``, ``file``, the time, ``exposure``, ``fwhm``, ``aperture_radius``,
+        Columns ``frame``, ``file``, the time, ``exposure``, ``fwhm`` (geometric mean of the
+        fitted PSF's axes), ``fwhm_major``, ``fwhm_minor``, ``psf_theta`` (radians from +x),
+        ``psf_beta`` (NaN where the PSF could not be fitted), ``aperture_radius``,
         ``background_median``, ``frame_flags`` and per-source vectors of length ``n_sources``:
         ``x``, ``y``, ``flux``, ``flux_err``, ``background``, ``area``, ``flags``. FITS
         cannot carry the electron unit, so the units are in ``meta['UNITS']`` (JSON).
@@ -49,6 +54,7 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
     x = np.full((n_frames, n_sources), np.nan)
     y = np.full((n_frames, n_sources), np.nan)
     fwhm = np.full(n_frames, np.nan)
+    shape = {c: np.full(n_frames, np.nan) for c in PSF_COLUMNS}
     radius = np.full(n_frames, np.nan)
     bkg = np.full(n_frames, np.nan)
     frame_flags = np.array(frame_flags, dtype=np.int32)
@@ -62,6 +68,10 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
             vectors[column][i] = result[column]
         x[i], y[i] = row.x, row.y
         fwhm[i], bkg[i] = row.fwhm, row.background_median
+        psf = getattr(row, "psf", None)
+        if psf is not None:
+            for column, attribute in PSF_COLUMNS.items():
+                shape[column][i] = getattr(psf, attribute)
         radius[i] = result["meta"].get("radius", np.nan)
         noise_methods.add(result["meta"].get("noise_method", ""))
     vectors["flags"] |= frame_flags[:, None]
@@ -71,6 +81,8 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
     table[time_name] = times
     table["exposure"] = np.asarray(exposures, dtype=float)
     table["fwhm"] = fwhm
+    for column, values in shape.items():
+        table[column] = values
     table["aperture_radius"] = radius
     table["background_median"] = bkg
     table["frame_flags"] = frame_flags
@@ -79,6 +91,7 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
         table[column] = vectors[column]
     units = {"flux": "electron", "flux_err": "electron", "background": "electron / pix",
              "x": "pix", "y": "pix", "fwhm": "pix", "aperture_radius": "pix",
+             "fwhm_major": "pix", "fwhm_minor": "pix", "psf_theta": "rad",
              "exposure": "s", "area": "pix", "background_median": "electron / pix"}
     table.meta["UNITS"] = json.dumps(units)
     table.meta["NOISE"] = ",".join(sorted(m for m in noise_methods if m))
