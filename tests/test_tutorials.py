@@ -43,9 +43,12 @@ class Workspace:
         if SHARED.is_dir():
             (root / "shared").symlink_to(SHARED, target_is_directory=True)
         self.seconds = {}
+        self.failed = set()
 
     def run(self, name):
         """Execute a notebook (its prerequisite first); return its run time in seconds."""
+        if name in self.failed:
+            pytest.fail(f"{name} failed earlier in this session")
         if name in self.seconds:
             return self.seconds[name]
         if name in PREREQUISITES:
@@ -54,7 +57,11 @@ class Workspace:
         client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
                                          resources={"metadata": {"path": str(self.folder)}})
         start = time.perf_counter()
-        client.execute()
+        try:
+            client.execute()
+        except Exception:
+            self.failed.add(name)
+            raise
         self.seconds[name] = time.perf_counter() - start
         return self.seconds[name]
 
