@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import html
 import io
 import math
+import textwrap
 
 from astropy.table import Table
 from matplotlib.backends.backend_pdf import PdfPages
@@ -55,7 +56,7 @@ class Section:
         """The PDF pages of the section (one per figure, text split into pages)."""
         if self.figure is not None:
             return [self.figure]
-        lines = self.notes + self.lines()
+        lines = [w for note in self.notes for w in textwrap.wrap(note, 110)] + self.lines()
         n_pages = math.ceil(len(lines) / LINES_PER_PAGE)
         return [text_figure(self.title + (f" ({k + 1}/{n_pages})" if n_pages > 1 else ""),
                             lines[k * LINES_PER_PAGE:(k + 1) * LINES_PER_PAGE])

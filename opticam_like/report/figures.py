@@ -21,6 +21,7 @@ N_LABELLED = 15
 LINES_PER_PAGE = 70
 """Lines of a table or of the configuration on one PDF page."""
 
+_LABEL_BOX = {"boxstyle": "round,pad=0.15", "fc": "black", "ec": "none", "alpha": 0.65}
 _ROLE_COLOURS = {"target": "tab:red", "comparison": "tab:cyan", "check": "tab:orange"}
 
 
@@ -80,25 +81,26 @@ def stack_figure(night, n_labelled=N_LABELLED):
         role = roles.get(sid)
         colour = _ROLE_COLOURS.get(role, "yellow")
         ax.add_patch(Circle((row["x"], row["y"]), radius, fill=False, color=colour,
-                            lw=1.0 if role else 0.5))
+                            lw=1.2 if role else 0.4, alpha=1.0 if role else 0.5))
         if annulus is not None and role:
             for r in annulus:
                 ax.add_patch(Circle((row["x"], row["y"]), r, fill=False, color=colour,
-                                    lw=0.6, ls="--"))
+                                    lw=0.8, ls="--"))
         if role or sid <= n_labelled:
             text = {"target": f"T {sid}", "comparison": f"C {sid}",
                     "check": f"K {sid}"}.get(role, str(sid))
-            offset = (annulus[1] if annulus and role else radius) + 2
+            offset = 0.7 * (annulus[1] if annulus and role else radius) + 1
             ax.annotate(text, (row["x"] + offset, row["y"] + offset), color=colour,
-                        fontsize=9 if role else 7, fontweight="bold" if role else "normal")
+                        fontsize=10 if role else 8, fontweight="bold" if role else "normal",
+                        bbox=_LABEL_BOX)
     ny, nx = stack.shape
     length = 0.1 * min(nx, ny)
     origin = (0.06 * nx, 0.06 * ny)
     for (dx, dy), label in (((length, 0), "+x"), ((0, length), "+y")):
         ax.annotate("", xy=(origin[0] + dx, origin[1] + dy), xytext=origin,
                     arrowprops={"arrowstyle": "->", "color": "lime", "lw": 1.5})
-        ax.annotate(label, (origin[0] + 1.15 * dx, origin[1] + 1.15 * dy), color="lime",
-                    fontsize=9, ha="center", va="center")
+        ax.annotate(label, (origin[0] + 1.25 * dx, origin[1] + 1.25 * dy), color="lime",
+                    fontsize=9, ha="center", va="center", bbox=_LABEL_BOX)
     ax.set(xlim=(-0.5, nx - 0.5), ylim=(-0.5, ny - 0.5), xlabel="x (pixels)",
            ylabel="y (pixels)")
     annulus_text = (f", annulus {annulus[0]:.1f}-{annulus[1]:.1f} px (dashed)"

@@ -6,6 +6,7 @@ functions of those tables.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 import json
 import tomllib
 
@@ -71,10 +72,27 @@ class FilterNight:
     def times(self):
         return self.table[self.time_name]
 
-    @property
+    @cached_property
+    def flux(self):
+        """Fluxes (e-), shape (n_frames, n_sources)."""
+        return np.asarray(self.table["flux"], dtype=float)
+
+    @cached_property
+    def flux_err(self):
+        """Flux errors (e-), shape (n_frames, n_sources)."""
+        return np.asarray(self.table["flux_err"], dtype=float)
+
+    @cached_property
     def flags(self):
         """Point flags OR the frame flags, shape (n_frames, n_sources)."""
         return _all_flags(self.table)
+
+    @cached_property
+    def ensemble_good(self):
+        """Frames where every comparison is unflagged and finite, shape (n_frames,)."""
+        comp = [c - 1 for c in self.comparisons]
+        return (self.flags[:, comp] == 0).all(axis=1) & np.isfinite(self.flux[:, comp]).all(
+            axis=1)
 
     def photometer_params(self):
         return json.loads(self.table.meta.get("PHOTPARS", "{}"))
@@ -146,14 +164,6 @@ def load_filter(files, name, photometer=None):
                        check=None if check is None else int(check), transforms=transforms)
 
 
-def _good_ensemble_frames(night):
-    flux = np.asarray(night.table["flux"], dtype=float)
-    comp = [c - 1 for c in night.comparisons]
-    flags = night.flags
-    return ((flags[:, comp] == 0).all(axis=1)
-            & np.isfinite(flux[:, comp]).all(axis=1))
-
-
 def ensemble_flux(night):
     """Summed flux of the comparison stars over its median: the sky transparency.
 
@@ -166,9 +176,8 @@ def ensemble_flux(night):
     ndarray, shape (n_frames,)
         NaN on frames where a comparison is flagged or missing.
     """
-    flux = np.asarray(night.table["flux"], dtype=float)
-    total = flux[:, [c - 1 for c in night.comparisons]].sum(axis=1)
-    good = _good_ensemble_frames(night)
+    total = night.flux[:, [c - 1 for c in night.comparisons]].sum(axis=1)
+    good = night.ensemble_good
     total = np.where(good, total, np.nan)
     return total / np.nanmedian(total) if good.any() else total
 
@@ -190,8 +199,7 @@ def detrended_flux(night, star):
     good : ndarray of bool, shape (n_frames,)
         Frames where the star and every comparison are unflagged and finite.
     """
-    flux = np.asarray(night.table["flux"], dtype=float)
-    flux_err = np.asarray(night.table["flux_err"], dtype=float)
+    flux, flux_err = night.flux, night.flux_err
     members = [c - 1 for c in night.comparisons if c != star]
     index = star - 1
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -199,7 +207,7 @@ def detrended_flux(night, star):
         ensemble_err = np.sqrt((flux_err[:, members] ** 2).sum(axis=1))
         ratio = flux[:, index] / ensemble
         relative_err = np.hypot(flux_err[:, index] / flux[:, index], ensemble_err / ensemble)
-        good = (_good_ensemble_frames(night) & (night.flags[:, index] == 0)
+        good = (night.ensemble_good & (night.flags[:, index] == 0)
                 & np.isfinite(ratio) & (flux[:, index] > 0))
         scale = np.median(ratio[good]) if good.any() else np.nan
     return ratio / scale, np.abs(ratio / scale) * relative_err, good
@@ -226,7 +234,7 @@ def excess_noise(night):
         (``2.5 / ln 10`` times those) and ``excess``; one row per star with 3 or more good
         frames, by ID.
     """
-    flux = np.asarray(night.table["flux"], dtype=float)
+    flux = night.flux
     exposure = np.asarray(night.table["exposure"], dtype=float)
     rows = []
     for index in range(flux.shape[1]):
