@@ -266,3 +266,24 @@ def test_headless_browser_loads_every_figure(reduced, tmp_path):
     pixels = imread(shot)
     assert pixels.shape[:2] == (3000, 1200)
     assert pixels[..., :3].std() > 0.05          # not a blank page
+
+
+def test_orientation_arrows_follow_the_wcs():
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from opticam_like.report.figures import orientation
+    assert [label for _, label in orientation(None, (64, 64))] == ["+x", "+y"]
+    assert [label for _, label in orientation(fits.Header(), (64, 64))] == ["+x", "+y"]
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [15.0, 25.0]
+    wcs.wcs.crpix = [32.5, 32.5]
+    angle = np.radians(30.0)   # North 30 deg from +y towards +x, East 90 deg further
+    scale = 0.14 / 3600
+    wcs.wcs.cd = scale * np.array([[-np.cos(angle), np.sin(angle)],
+                                   [np.sin(angle), np.cos(angle)]])
+    (north, n_label), (east, e_label) = orientation(wcs.to_header(), (64, 64))
+    assert (n_label, e_label) == ("N", "E")
+    np.testing.assert_allclose(north, [np.sin(angle), np.cos(angle)], atol=1e-3)
+    np.testing.assert_allclose(east, [-np.cos(angle), np.sin(angle)], atol=1e-3)

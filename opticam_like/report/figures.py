@@ -4,15 +4,20 @@ Figures are :class:`matplotlib.figure.Figure` objects (no pyplot state, no scree
 same object is written into the PDF and, as a PNG, into the HTML.
 """
 
+import warnings
+
 import numpy as np
+from astropy import units as u
 from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
+from astropy.wcs import FITSFixedWarning, WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
 from .night import airmass, detrended_flux, ensemble_flux
 from .timeaxis import axis_label, time_axis
 
-__all__ = ["stack_figure", "light_curve_figure", "rms_figure", "conditions_figure",
+__all__ = ["orientation", "stack_figure", "light_curve_figure", "rms_figure", "conditions_figure",
            "drift_figure", "text_figure", "N_LABELLED", "LINES_PER_PAGE"]
 
 N_LABELLED = 15
@@ -47,6 +52,41 @@ def _annulus_radii(night, fwhm):
         return None
     scale = fwhm if local.get("fwhm_scaled") else 1.0
     return local["r_in"] * scale, local["r_out"] * scale
+
+
+def orientation(header, shape):
+    """Unit pixel vectors of the arrows that orient an image: N and E, else +x and +y.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or None
+        With a celestial WCS, the arrows point to North and East at the image centre.
+    shape : tuple of int
+        ``(ny, nx)``.
+
+    Returns
+    -------
+    list of (ndarray of shape (2,), str)
+        ``(dx, dy)`` unit vectors and their labels.
+    """
+    axes = [(np.array([1.0, 0.0]), "+x"), (np.array([0.0, 1.0]), "+y")]
+    if header is None:
+        return axes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header)
+    if not wcs.has_celestial:
+        return axes
+    wcs = wcs.celestial
+    centre = np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2])
+    sky = wcs.pixel_to_world(*centre)
+    step = 10 * np.mean(np.abs(proj_plane_pixel_scales(wcs))) * u.deg
+    arrows = []
+    for position_angle, label in ((0 * u.deg, "N"), (90 * u.deg, "E")):
+        x, y = wcs.world_to_pixel(sky.directional_offset_by(position_angle, step))
+        vector = np.array([float(x), float(y)]) - centre
+        arrows.append((vector / np.hypot(*vector), label))
+    return arrows
 
 
 def stack_figure(night, n_labelled=N_LABELLED):
@@ -95,12 +135,13 @@ def stack_figure(night, n_labelled=N_LABELLED):
                         bbox=_LABEL_BOX)
     ny, nx = stack.shape
     length = 0.1 * min(nx, ny)
-    origin = (0.06 * nx, 0.06 * ny)
-    for (dx, dy), label in (((length, 0), "+x"), ((0, length), "+y")):
-        ax.annotate("", xy=(origin[0] + dx, origin[1] + dy), xytext=origin,
+    origin = np.array([0.08 * nx, 0.08 * ny])
+    for direction, label in orientation(night.stack_header, stack.shape):
+        tip = origin + length * direction
+        ax.annotate("", xy=tip, xytext=origin,
                     arrowprops={"arrowstyle": "->", "color": "lime", "lw": 1.5})
-        ax.annotate(label, (origin[0] + 1.25 * dx, origin[1] + 1.25 * dy), color="lime",
-                    fontsize=9, ha="center", va="center", bbox=_LABEL_BOX)
+        ax.annotate(label, origin + 1.3 * length * direction, color="lime", fontsize=9,
+                    ha="center", va="center", bbox=_LABEL_BOX)
     ax.set(xlim=(-0.5, nx - 0.5), ylim=(-0.5, ny - 0.5), xlabel="x (pixels)",
            ylabel="y (pixels)")
     annulus_text = (f", annulus {annulus[0]:.1f}-{annulus[1]:.1f} px (dashed)"

@@ -44,6 +44,8 @@ class FilterNight:
     catalog : astropy.table.Table
     stack : ndarray or None
         The stack image (e-), ``stack[y, x]``, None when the file is missing.
+    stack_header : astropy.io.fits.Header or None
+        Its header (a celestial WCS there gives N/E arrows on the figure).
     light_curve : astropy.table.Table or None
         The first relative light curve of this filter and photometer.
     target : int or None
@@ -62,6 +64,7 @@ class FilterNight:
     time_name: str
     catalog: Table
     stack: np.ndarray
+    stack_header: fits.Header
     light_curve: Table
     target: int
     comparisons: list
@@ -138,8 +141,8 @@ def load_filter(files, name, photometer=None):
                                 f"{available or 'none'}")
     table = Table.read(path, astropy_native=True)
     catalog = Table.read(files.catalog(name)) if files.catalog(name).is_file() else None
-    stack = (fits.getdata(files.stack(name)).astype(float)
-             if files.stack(name).is_file() else None)
+    stack, stack_header = (fits.getdata(files.stack(name), header=True)
+                           if files.stack(name).is_file() else (None, None))
     transforms = (Table.read(files.transforms(name))
                   if files.transforms(name).is_file() else None)
     curves = files.relative_light_curves(name, photometer)
@@ -159,7 +162,9 @@ def load_filter(files, name, photometer=None):
                   if i + 1 != target and i + 1 not in comparisons and good_fraction[i] >= 0.9]
         check = others[0] if others else None
     return FilterNight(name=name, photometer=photometer, table=table,
-                       time_name=time_column(table), catalog=catalog, stack=stack,
+                       time_name=time_column(table), catalog=catalog,
+                       stack=None if stack is None else stack.astype(float),
+                       stack_header=stack_header,
                        light_curve=light_curve, target=target, comparisons=comparisons,
                        check=None if check is None else int(check), transforms=transforms)
 
