@@ -12,6 +12,7 @@ from astropy.visualization import AsinhStretch, ImageNormalize, ZScaleInterval
 from astropy.wcs import FITSFixedWarning, WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 
 from .night import airmass, detrended_flux, ensemble_flux
@@ -156,7 +157,8 @@ def _errorbar(ax, t, y, err, good, label, colour=None):
     ax.errorbar(t[good], y[good], err[good], fmt=".", ms=2, lw=0.4, label=label,
                 color=colour)
     if (~good).any():
-        ax.plot(t[~good], y[~good], "x", color="0.6", ms=3)
+        # add_artist: flagged points are drawn where they fall but do not stretch the axis
+        ax.add_artist(Line2D(t[~good], y[~good], ls="none", marker="x", color="0.6", ms=3))
 
 
 def light_curve_figure(night):
@@ -164,7 +166,8 @@ def light_curve_figure(night):
 
     The target is its relative light curve (``relative_light_curves/``); comparisons and
     check star are each divided by the summed flux of the other comparisons, normalised to
-    a median of 1, and offset for clarity. Flagged points are grey crosses.
+    a median of 1, and offset for clarity. Flagged points are grey crosses (the axis range
+    follows the unflagged points).
 
     Parameters
     ----------
@@ -189,8 +192,10 @@ def light_curve_figure(night):
         ax_t.text(0.5, 0.5, "no relative light curve for this filter and photometer",
                   transform=ax_t.transAxes, ha="center")
     ax_t.set(ylabel="target / ensemble",
-             title=f"{night.name} ({night.photometer}): target {night.target}, comparisons "
-                   f"{night.comparisons}, check {night.check}")
+             title=f"{night.name} ({night.photometer}): "
+                   + (f"target {night.target}, " if night.target else "no target, ")
+                   + f"comparisons {night.comparisons}, "
+                   + (f"check {night.check}" if night.check else "no check star"))
     step = 0.0
     for sid in night.comparisons:
         ratio, err, good = detrended_flux(night, sid)
