@@ -82,6 +82,13 @@ def test_html_embeds_every_figure(reduced):
     # the configuration is echoed verbatim
     assert html.escape((out / "misc" / "config.toml").read_text()) in text
     assert report.html == out / "report.html"
+    n_rejected = len(Table.read(out / "diag" / "rejected_frames.ecsv"))
+    assert f"Rejected frames ({n_rejected})" in text
+
+
+def test_not_an_output_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no photometry tables"):
+        write_report(tmp_path)
 
 
 def test_pdf_has_one_page_per_figure_and_table_page(reduced):

@@ -20,10 +20,9 @@ from astropy.time import Time
 from ..flags import PhotFlag
 from ..lightcurves import select_comparisons, time_column
 from ..timing import configure_offline_iers, get_site
-from .files import OutputFiles
 
-__all__ = ["FilterNight", "load_filter", "excess_noise", "ensemble_flux", "airmass",
-           "flag_counts", "MAD_TO_SIGMA"]
+__all__ = ["FilterNight", "load_filter", "excess_noise", "detrended_flux", "ensemble_flux",
+           "airmass", "flag_counts", "read_config_text", "utc_times", "MAD_TO_SIGMA"]
 
 MAD_TO_SIGMA = 1.482602218505602
 """Scale from the median absolute deviation to the standard deviation of a normal law."""
