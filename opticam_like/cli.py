@@ -13,6 +13,7 @@ import sys
 
 from ._version import __version__
 from .errors import ConfigError, OpticamLikeError
+from .report.cli import add_report_command, run_report
 
 __all__ = ["main"]
 
@@ -115,6 +116,7 @@ def _parser():
                      help="catalogue ID of the target when several have light curves")
     ana.add_argument("--photometer", default=None,
                      help="photometer whose light curves to read, when several have some")
+    add_report_command(commands)
     return parser
 
 
@@ -176,6 +178,7 @@ def _reduce(args):
         n_rejected = len(reducer.rejected)
     print(f"reduced into {args.out}: catalogues in cat/, photometry in lcs/, diagnostics in "
           f"diag/ ({n_rejected} frames listed in diag/rejected_frames.ecsv)")
+    _write_report(args.out, args.photometer)
 
 
 def _demo(args):
@@ -205,6 +208,14 @@ def _demo(args):
     print(f"  photometry:      {reduced / 'lcs'}")
     print(f"  light curves:    {reduced / 'relative_light_curves'} ({'; '.join(written)})")
     print(f"  diagnostics:     {reduced / 'diag'}; log: {reduced / 'info.log'}")
+    _write_report(reduced, None)
+
+
+def _write_report(out, photometer):
+    """The night report at the end of a reduction (see :mod:`opticam_like.report`)."""
+    from .report import write_report
+    report = write_report(out, photometer=photometer)
+    print(f"  night report:    {report.html} and {report.pdf}")
 
 
 def _variable_id(catalog, truth, name, reference_file):
@@ -232,7 +243,7 @@ def main(argv=None):
     handler, previous_level = _configure_logging(args.verbose, args.quiet)
     try:
         {"simulate": _simulate, "reduce": _reduce, "demo": _demo,
-         "analyze": _analyze}[args.command](args)
+         "analyze": _analyze, "report": run_report}[args.command](args)
     except OpticamLikeError as exc:
         print(f"opticam-like {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -35,7 +35,8 @@ def atomic_path(path):
     Parameters
     ----------
     path : str or Path
-        Final destination; its folder is created if needed.
+        Final destination; its folder is created if needed. The file gets the mode of a
+        plain new file (``0o666`` less the umask), not the temporary file's private mode.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +45,10 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); give it the mode of a plain new file
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -354,7 +354,7 @@ class Reducer:
                 profile=s.profile, calibration=self.calibration,
                 remove_cosmic_rays=s.remove_cosmic_rays, background=s.background,
                 catalog_xy=np.column_stack([catalog["x"], catalog["y"]]).astype(float),
-                guide=guide, photometers=tuple(photometers), recentre=s.recentre,
+                catalog_flux=np.asarray(catalog["flux"], dtype=float), guide=guide, photometers=tuple(photometers), recentre=s.recentre,
                 fwhm_guess=float(np.nanmedian(catalog["fwhm"])) if len(catalog) else 3.0,
                 n_sky_global=_mesh_pixels(s.background))
             matrices = [t.matrix for t in transforms_from_table(transforms)]

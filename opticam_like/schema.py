@@ -43,6 +43,8 @@ CATALOGS_PLOT = f"{CAT}/catalogs.pdf"
 HEADER_TIMES_PLOT = f"{DIAG}/header_times.pdf"
 BACKGROUND_PLOT = f"{DIAG}/background.pdf"
 ALIGNMENT_PLOT = f"{DIAG}/alignment.pdf"
+REPORT_HTML = "report.html"
+REPORT_PDF = "report.pdf"
 
 DEFAULT_PHOTOMETER_KEY = "PHOTDFLT"
 """Metadata key of a photometry table naming the default photometer of its pass (the first
@@ -84,6 +86,15 @@ def photometry_path(out_directory, filter, photometer):
     return Path(out_directory) / LCS / f"{filter}_{photometer}{_PHOTOMETRY_SUFFIX}"
 
 
+def photometry_filters(out_directory):
+    """Filters with a photometry table under ``lcs/``: u g r i z first (by wavelength), then
+    the others by name."""
+    names = {p.name.split("_", 1)[0]
+             for p in (Path(out_directory) / LCS).glob(f"*_*{_PHOTOMETRY_SUFFIX}")}
+    order = "ugriz"
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
 def photometer_names(out_directory, filter):
     """Names of the photometers with a table for ``filter`` under ``lcs/``, sorted."""
     prefix = f"{filter}_"
@@ -112,15 +123,16 @@ def light_curve_path(out_directory, filter, target, photometer, suffix=_LIGHT_CU
     return Path(out_directory) / RELATIVE / light_curve_name(filter, target, photometer, suffix)
 
 
-def light_curve_paths(out_directory, target=None, photometer=None):
-    """Relative light curves of a reduction, optionally of one target and/or photometer.
+def light_curve_paths(out_directory, target=None, photometer=None, filter=None):
+    """Relative light curves of a reduction, optionally of one target, photometer, filter.
 
     Returns
     -------
     list of Path
         Sorted; matches of :func:`light_curve_name` with ``*`` for what is not given.
     """
-    pattern = light_curve_name("*", "*" if target is None else target,
+    pattern = light_curve_name("*" if filter is None else filter,
+                               "*" if target is None else target,
                                "*" if photometer is None else photometer)
     return sorted((Path(out_directory) / RELATIVE).glob(pattern))
 

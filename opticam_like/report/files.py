@@ -1,7 +1,8 @@
-"""Where the report finds things in a Reducer output directory (the only file-name knowledge
-of the report; to be replaced by :mod:`opticam_like.schema` when that exists)."""
+"""Where the report finds things in a Reducer output directory, through :mod:`opticam_like.schema`."""
 
 from pathlib import Path
+
+from .. import schema
 
 __all__ = ["OutputFiles"]
 
@@ -20,50 +21,45 @@ class OutputFiles:
 
     def filters(self):
         """Filters with a photometry table, by wavelength for u g r i z, others by name."""
-        names = {p.name.split("_", 1)[0] for p in (self.root / "lcs").glob("*_*.fits")}
-        order = "ugriz"
-        return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+        return schema.photometry_filters(self.root)
 
     def photometers(self, filter):
         """Photometer names of the photometry tables of a filter, sorted."""
-        prefix = f"{filter}_"
-        return sorted(p.name[len(prefix):-len(".fits")]
-                      for p in (self.root / "lcs").glob(f"{prefix}*.fits"))
+        return schema.photometer_names(self.root, filter)
 
     def photometry(self, filter, photometer):
-        return self.root / "lcs" / f"{filter}_{photometer}.fits"
+        return schema.photometry_path(self.root, filter, photometer)
 
     def relative_light_curves(self, filter, photometer):
         """Relative light curves of a filter and photometer (``{filter}_{target}_{photometer}``)."""
-        folder = self.root / "relative_light_curves"
-        return sorted(folder.glob(f"{filter}_*_{photometer}.ecsv"))
+        return schema.light_curve_paths(self.root, photometer=photometer, filter=filter)
 
     def stack(self, filter):
-        return self.root / "cat" / f"{filter}_stack.fits"
+        return schema.stack_path(self.root, filter)
 
     def catalog(self, filter):
-        return self.root / "cat" / f"{filter}_catalog.ecsv"
+        return schema.catalog_path(self.root, filter)
 
     def transforms(self, filter):
-        return self.root / "cat" / f"transforms_{filter}.ecsv"
+        return schema.transforms_path(self.root, filter)
 
     @property
     def frames(self):
         """Per-frame scan table (``file``, ``mjd_mid`` in UTC)."""
-        return self.root / "diag" / "frames.ecsv"
+        return self.root / schema.FRAMES_TABLE
 
     @property
     def rejected_frames(self):
-        return self.root / "diag" / "rejected_frames.ecsv"
+        return self.root / schema.REJECTED_TABLE
 
     @property
     def config(self):
-        return self.root / "misc" / "config.toml"
+        return self.root / schema.CONFIG_ECHO
 
     @property
     def html(self):
-        return self.root / "report.html"
+        return self.root / schema.REPORT_HTML
 
     @property
     def pdf(self):
-        return self.root / "report.pdf"
+        return self.root / schema.REPORT_PDF
