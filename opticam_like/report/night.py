@@ -19,7 +19,7 @@ from astropy.time import Time
 
 from ..flags import PhotFlag
 from ..lightcurves import select_comparisons, time_column
-from ..timing import configure_offline_iers, get_site
+from ..timing import get_site, offline_iers
 
 __all__ = ["FilterNight", "load_filter", "excess_noise", "detrended_flux", "ensemble_flux",
            "airmass", "flag_counts", "read_config_text", "utc_times", "MAD_TO_SIGMA"]
@@ -307,12 +307,13 @@ def airmass(night, utc=None):
                                if v is None)
         return None, f"airmass unknown: no {missing} in the metadata of the photometry tables"
     times = Time(night.times if utc is None else utc)
-    configure_offline_iers()
     location = get_site(site)
     mjd = times.utc.mjd
     nodes = np.linspace(np.nanmin(mjd), np.nanmax(mjd), min(_AIRMASS_NODES, len(mjd)))
-    frame = AltAz(obstime=Time(nodes, format="mjd", scale="utc"), location=location)
-    altitude = SkyCoord(coordinates[0] * u.deg, coordinates[1] * u.deg).transform_to(frame).alt
+    with offline_iers():
+        frame = AltAz(obstime=Time(nodes, format="mjd", scale="utc"), location=location)
+        altitude = SkyCoord(coordinates[0] * u.deg,
+                            coordinates[1] * u.deg).transform_to(frame).alt
     secz = 1.0 / np.sin(altitude.to_value(u.rad))
     return np.interp(mjd, nodes, secz), ""
 
