@@ -23,7 +23,6 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 
-from .alignment import StackAccumulator
 from .background import DefaultBackground, PhotutilsBackground, SExtractorExactBackground
 from .calibration import CalibrationSet
 from .catalog import (catalog_from_stack, choose_reference, guide_stars, interpolate_matrices,
@@ -38,6 +37,7 @@ from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
 from .plots import reduction as plots
 from .scan import ReductionError, acquisition_order, scan_frames
+from .stacking import StackFactory
 from .stages import FrameItem, PassContext, catalog_frame, detect_frame, photometry_frame
 from .timing import barycentric_times, get_site, time_flags
 
@@ -316,7 +316,7 @@ class Reducer:
             items = [FrameItem(i.path, i, n) for n, i in enumerate(infos)]
             rows, timings, stack = self.pool.map(
                 catalog_frame, items, context, desc=f"catalogue {name}",
-                accumulator=_StackFactory(infos[ref_index].shape))
+                accumulator=StackFactory(infos[ref_index].shape, len(infos)))
             self._log_timings(f"catalogue pass {name}", timings)
             self._carried[name] = [(getattr(r, "cosmic_rays", None),
                                     getattr(r, "background", None)) for r in rows]
@@ -528,16 +528,6 @@ class Reducer:
 
     def __exit__(self, *exc):
         self.close()
-
-
-class _StackFactory:
-    """Picklable factory of per-task stack accumulators."""
-
-    def __init__(self, shape):
-        self.shape = shape
-
-    def __call__(self):
-        return StackAccumulator(self.shape)
 
 
 def _background_from_config(section):
