@@ -5,9 +5,12 @@ Times, on float32 star fields, the background + rms maps of
 filter 3), splits DefaultBackground's time into its steps (box statistics in
 the C kernel, meshes, upsampled maps), and measures how far DefaultBackground
 is from SExtractor's own maps on the NTT/EMMI reference image
-(``../shared/realdata``), which ``SExtractorExactBackground`` reproduces.
+(``../shared/realdata``), which ``SExtractorExactBackground`` reproduces, and
+times the NumPy implementation of the box statistics (what an installation
+without a C compiler uses) against the C kernel and photutils.
 
-Run ``python benchmarks/bench_background.py`` (from the repository root).
+Run ``python benchmarks/bench_background.py`` (from the repository root), or
+``python benchmarks/bench_background.py fallback`` for the last case only.
 """
 
 import sys
@@ -20,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import format_table, median_time, synthetic_frame  # noqa: E402
 
 from opticam_like.background import (DefaultBackground,  # noqa: E402
-                                     SExtractorExactBackground)
+                                     SExtractorExactBackground, clipping)
 
 NTT = (Path(__file__).resolve().parents[2] / "shared" / "realdata"
        / "sep_ntt_emmi_sextractor_ref")
@@ -28,6 +31,8 @@ HEADERS = ("operation", "size", "ours (ms)", "photutils (ms)", "sep (ms)",
            "ratio vs photutils", "ratio vs sep")
 STEP_HEADERS = ("size", "box statistics (ms)", "meshes (ms)", "two maps (ms)",
                 "sum of steps (ms)")
+FALLBACK_HEADERS = ("size", "C kernel (ms)", "NumPy fallback (ms)", "photutils (ms)",
+                    "NumPy / C", "photutils / NumPy")
 
 
 def _maps(result):
@@ -77,6 +82,44 @@ def steps(size, repeats=15):
     t_maps = median_time(lambda: _maps(estimator(image)), repeats=repeats) - t_call - t_meshes
     return (f"{size}^2", 1e3 * t_call, 1e3 * t_meshes, 1e3 * t_maps,
             1e3 * (t_call + t_meshes + t_maps))
+
+
+def fallback(sizes=(512, 2048), repeats=3):
+    """DefaultBackground's maps with each box-statistics backend, and photutils.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Square frame sizes (pixels); box 64, filter 3.
+    repeats : int
+        Timed calls per measurement (medians).
+
+    Returns
+    -------
+    list of tuple
+        Rows matching `FALLBACK_HEADERS` (NaN for the C kernel when it is not built).
+    """
+    from photutils.background import Background2D
+
+    estimator = DefaultBackground(box_size=64, filter_size=3)
+    rows = []
+    for size in sizes:
+        image, _ = synthetic_frame(size)
+        times = {}
+        for backend in ("c", "numpy"):
+            if backend not in clipping.BACKENDS:
+                times[backend] = float("nan")
+                continue
+            saved, clipping.BACKEND = clipping.BACKEND, backend
+            try:
+                times[backend] = median_time(lambda: _maps(estimator(image)), repeats=repeats)
+            finally:
+                clipping.BACKEND = saved
+        t_phot = median_time(lambda: _maps(Background2D(image, 64, filter_size=3)),
+                             repeats=repeats)
+        rows.append((f"{size}^2", 1e3 * times["c"], 1e3 * times["numpy"], 1e3 * t_phot,
+                     f"{times['numpy'] / times['c']:.0f}x", f"{t_phot / times['numpy']:.1f}x"))
+    return rows
 
 
 def ntt_distance():
@@ -136,6 +179,9 @@ def run(sizes=(512, 2048), repeats=15):
 
 
 def main():
+    if sys.argv[1:] == ["fallback"]:
+        print(format_table(fallback(), FALLBACK_HEADERS))
+        return
     print(format_table(run(), HEADERS))
     print("\nDefaultBackground by step (medians; maps include the page faults of the new arrays):")
     print(format_table([steps(size) for size in (512, 2048)], STEP_HEADERS))
@@ -151,6 +197,8 @@ def main():
     if "exact_back_max" in dist:
         print(f"- SExtractorExactBackground: background max {dist['exact_back_max']:.2g} ADU,"
               f" rms max {dist['exact_rms_max']:.2g} ADU")
+    print("\nBox statistics without a C compiler (NumPy fallback), background + rms maps:")
+    print(format_table(fallback(), FALLBACK_HEADERS))
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .cosmic_rays import cosmic_ray_table, draw_cosmic_rays
+from .cosmic_rays import cosmic_ray_mean, cosmic_ray_table, draw_cosmic_rays
 from .detector import Detector
-from .files import (GeneratedFrames, detector_needs_writing, frame_name, prepare_directory,
-                    write_frame)
+from .files import (GeneratedFrames, detector_needs_writing, frame_path, frame_patterns,
+                    prepare_directory, write_detector, write_frame)
 from .headers import frame_header, start_times
 from .parameters import check_n_images, resolve_parameters
 from .streams import Stream, random_stream
@@ -41,25 +41,24 @@ def _generate(kind, out_directory, n_images, exposure, levels, parameters, overw
     directory = Path(out_directory)
     truth_directory = directory / TRUTH_FOLDER
     detectors = [Detector(p, k) for k in range(p.n_cameras)]
-    names = [[frame_name(camera, band, i, kind, compress) for i in range(n_images)]
-             for camera, band in zip(p.cameras, p.filters)]
+    names = [[frame_path(p, k, i, kind, compress) for i in range(n_images)]
+             for k in range(p.n_cameras)]
     truth_files = ([f"{kind}_parameters.json", f"{kind}_frames.ecsv"]
                    + [f"{kind}_cosmic_rays_{band}.ecsv" for band in p.filters])
     detector_paths = [truth_directory / f"detector_{camera}.fits" for camera in p.cameras]
     rewrite_detector = [detector_needs_writing(path, detector, overwrite)
                         for path, detector in zip(detector_paths, detectors)]
-    stale = [(directory, rf"{camera}_{band}_{kind}_\d{{6}}\.fits(\.gz)?")
-             for camera, band in zip(p.cameras, p.filters)]
+    stale = frame_patterns(p, directory, kind)
     stale.append((truth_directory, rf"{kind}_(parameters\.json|frames\.ecsv|cosmic_rays_.+\.ecsv)"))
     prepare_directory(directory,
                       [directory / n for row in names for n in row]
                       + [truth_directory / n for n in truth_files], overwrite, stale)
     for path, detector, needed in zip(detector_paths, detectors, rewrite_detector):
         if needed:
-            detector.to_hdulist().writeto(path, overwrite=True)
+            write_detector(path, detector)
 
     cadence = max(p.cadence, exposure)
-    mean_rays = p.cosmic_rays * exposure / p.exposure
+    mean_rays = cosmic_ray_mean(p, exposure)
     rows, files = [], []
     bar = tqdm(total=p.n_cameras * n_images, desc=f"Generating {kind} frames", unit="frame",
                disable=not progress)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["CosmicRays", "draw_cosmic_rays", "cosmic_ray_table"]
+__all__ = ["CosmicRays", "draw_cosmic_rays", "cosmic_ray_table", "cosmic_ray_mean"]
 
 _ELECTRONS = (300.0, 30000.0)
 _TRACK_LENGTH = (2.0, 10.0)
@@ -40,6 +40,32 @@ class CosmicRays:
     def n_rays(self):
         """Number of rays that hit the frame."""
         return int(self.ray.max()) + 1 if len(self.ray) else 0
+
+
+def cosmic_ray_mean(parameters, exposure=None):
+    """Mean number of cosmic rays in a frame.
+
+    ``cosmic_rays`` per science exposure (scaled to ``exposure``) plus ``cosmic_ray_rate``
+    events / cm^2 / min over the frame's detector area (``shape * binning * pixel_size``).
+
+    Parameters
+    ----------
+    parameters : SimulationParameters
+    exposure : float, optional
+        Exposure in seconds; ``None`` for a science frame.
+
+    Returns
+    -------
+    float
+    """
+    p = parameters
+    per_frame = p.cosmic_rays if exposure is None else p.cosmic_rays * exposure / p.exposure
+    if p.cosmic_ray_rate == 0:
+        return per_frame
+    side_cm = p.binning * p.pixel_size * 1e-4
+    area = p.shape[0] * p.shape[1] * side_cm * side_cm
+    seconds = p.exposure if exposure is None else exposure
+    return per_frame + p.cosmic_ray_rate * area * seconds / 60.0
 
 
 def draw_cosmic_rays(rng, mean, shape):

@@ -16,6 +16,7 @@ from functools import cached_property
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 
 from .streams import Stream, random_stream
 
@@ -27,6 +28,12 @@ _HOT_DARK = (50.0, 2000.0)
 """Range of the extra dark current of a hot pixel, e-/s (log-uniform)."""
 _DEAD_RESPONSE = 0.05
 """Largest response of a dead pixel."""
+_SATURATED_HOT_DARK = (2e5, 1e6)
+"""Range of the dark current of a saturated hot pixel, e-/s (log-uniform)."""
+_WARM_DARK = (5.0, 50.0)
+"""Range of the extra dark current of a warm pixel, e-/s (log-uniform)."""
+_HOT_COLUMN_DARK = (20.0, 100.0)
+"""Range of the extra dark current of a hot column, e-/s (uniform)."""
 
 
 class Detector:
@@ -83,15 +90,75 @@ class Detector:
         dead_response = rng.uniform(0.0, _DEAD_RESPONSE, p.dead_pixels)
         return hot.reshape(self.shape), dead.reshape(self.shape), hot_dark, dead_response
 
-    @property
-    def hot(self):
-        """bool array (ny, nx): True on hot pixels."""
-        return self._defects[0]
+    @cached_property
+    def _more_defects(self):
+        """Saturated hot and warm pixels (flat indices), hot and dead columns, and their values,
+        drawn from their own stream among the pixels that are not already defects."""
+        p = self.parameters
+        rng = self._rng(4)
+        ny, nx = self.shape
+        free = np.flatnonzero(~(self._defects[0] | self._defects[1]).ravel())
+        chosen = rng.choice(free, p.saturated_hot_pixels + p.warm_pixels, replace=False)
+        saturated = chosen[:p.saturated_hot_pixels]
+        warm = chosen[p.saturated_hot_pixels:]
+        columns = rng.choice(nx, p.hot_columns + p.dead_columns, replace=False)
+        return {
+            "saturated_hot": saturated,
+            "saturated_dark": np.exp(rng.uniform(*np.log(_SATURATED_HOT_DARK), len(saturated))),
+            "warm": warm,
+            "warm_dark": np.exp(rng.uniform(*np.log(_WARM_DARK), len(warm))),
+            "hot_columns": columns[:p.hot_columns],
+            "hot_column_dark": rng.uniform(*_HOT_COLUMN_DARK, p.hot_columns),
+            "dead_columns": columns[p.hot_columns:],
+            "dead_column_response": rng.uniform(0.0, _DEAD_RESPONSE, p.dead_columns),
+        }
 
-    @property
+    @cached_property
+    def hot(self):
+        """bool array (ny, nx): True on hot pixels (saturated ones and hot columns included;
+        warm pixels are not hot)."""
+        hot = self._defects[0].copy()
+        extra = self._more_defects
+        hot.ravel()[extra["saturated_hot"]] = True
+        hot[:, extra["hot_columns"]] = True
+        return hot
+
+    @cached_property
     def dead(self):
-        """bool array (ny, nx): True on dead pixels."""
-        return self._defects[1]
+        """bool array (ny, nx): True on dead pixels (dead columns included)."""
+        dead = self._defects[1].copy()
+        dead[:, self._more_defects["dead_columns"]] = True
+        return dead
+
+    def defects(self):
+        """The defects of the detector, one row per pixel.
+
+        Returns
+        -------
+        astropy.table.Table
+            Columns ``kind`` ('hot', 'saturated_hot', 'warm', 'hot_column', 'dead',
+            'dead_column'), ``x, y`` (0-based pixel), ``dark`` (e-/s of the pixel, hot pixels
+            included) and ``response`` (flat value). A pixel in a defective column is listed
+            as part of the column.
+        """
+        ny, nx = self.shape
+        extra = self._more_defects
+        rows = []
+        single_hot = np.flatnonzero(self._defects[0].ravel())
+        single_dead = np.flatnonzero(self._defects[1].ravel())
+        for kind, indices in (("hot", single_hot), ("saturated_hot", extra["saturated_hot"]),
+                              ("warm", extra["warm"]), ("dead", single_dead)):
+            y, x = np.unravel_index(np.sort(indices), self.shape)
+            rows += [(kind, int(a), int(b)) for a, b in zip(x, y)]
+        for kind, columns in (("hot_column", extra["hot_columns"]),
+                              ("dead_column", extra["dead_columns"])):
+            for column in np.sort(columns):
+                rows += [(kind, int(column), row) for row in range(ny)]
+        x = np.array([r[1] for r in rows], int)
+        y = np.array([r[2] for r in rows], int)
+        return Table({"kind": [r[0] for r in rows], "x": x, "y": y,
+                      "dark": self.dark[y, x].astype(float),
+                      "response": self.flat[y, x].astype(float)})
 
     @cached_property
     def vignetting(self):
@@ -106,18 +173,25 @@ class Detector:
     @cached_property
     def flat(self):
         """float32 array (ny, nx): the pixel response (PRNU x vignetting), median 1, with the
-        dead pixels below 0.05."""
+        dead pixels and dead columns below 0.05."""
         prnu = 1.0 + self.parameters.prnu * self._rng(3).standard_normal(self.shape)
         flat = prnu * self.vignetting
         flat /= np.median(flat)
-        flat[self.dead] = self._defects[3]
+        flat[self._defects[1]] = self._defects[3]
+        extra = self._more_defects
+        flat[:, extra["dead_columns"]] = extra["dead_column_response"][None, :]
         return flat.astype(np.float32)
 
     @cached_property
     def dark(self):
-        """float32 array (ny, nx): the dark current in e-/s/pixel (hot pixels included)."""
+        """float32 array (ny, nx): the dark current in e-/s/pixel (hot, saturated hot and warm
+        pixels and hot columns included)."""
         dark = np.full(self.shape, self.parameters.dark_current, np.float32)
-        dark[self.hot] += self._defects[2].astype(np.float32)
+        dark[self._defects[0]] += self._defects[2].astype(np.float32)
+        extra = self._more_defects
+        dark.ravel()[extra["saturated_hot"]] = extra["saturated_dark"].astype(np.float32)
+        dark.ravel()[extra["warm"]] += extra["warm_dark"].astype(np.float32)
+        dark[:, extra["hot_columns"]] += extra["hot_column_dark"][None, :].astype(np.float32)
         return dark
 
     def read_out(self, light, exposure, rng, cosmic_rays=None):

@@ -11,6 +11,12 @@
   truncated per star), except the ``n_saturated`` brightest, made to saturate in every frame.
 * Stars are sorted by decreasing flux in the first filter: the id of the truth is that rank
   (0-based).
+* Companions (``variable_companion``, then ``n_pairs``) follow with ids ``n_sources,
+  n_sources + 1, ...``: each at ``separation * fwhm`` field pixels from its primary (random
+  position angle, inside every frame, and farther than twice that separation from every other
+  star) with the primary's flux times ``10**(-0.4 delta_mag)`` in every filter. The primaries of
+  ``n_pairs`` are drawn among the stars other than the variable; separations and magnitude
+  differences are uniform in ``pair_separation`` and ``pair_delta_mag``.
 """
 
 from dataclasses import dataclass
@@ -41,11 +47,20 @@ class StarField:
         Mean electrons per frame in each filter (``F0`` for the variable star).
     variable_index : int or None
         Id of the variable star.
+    primary : ndarray of int (n_sources,)
+        Id of the star a companion belongs to; -1 for the primary stars.
+    separation : ndarray (n_sources,)
+        Distance of a companion to its primary in units of ``fwhm`` (0 for the primaries).
+    delta_mag : ndarray (n_sources,)
+        Magnitude difference companion - primary (0 for the primaries).
     """
 
     xy: np.ndarray
     flux: np.ndarray
     variable_index: int | None
+    primary: np.ndarray
+    separation: np.ndarray
+    delta_mag: np.ndarray
 
 
 def _inside_everywhere(xy, pointings, shape, margin):
@@ -90,11 +105,12 @@ def _flux_caps(parameters, conditions, detectors):
         flat_max = float(detector.flat.max())
         room = ((p.peak_limit * p.saturation - float(detector.bias.max())) * p.gain
                 - conditions.sky[k].max() * flat_max - p.dark_current * p.exposure)
-        peak = peak_fraction(conditions.fwhm[k].min(), p.psf, p.beta, p.ellipticity)
+        peak = peak_fraction(conditions.fwhm[k].min(), p.psf, conditions.beta, p.ellipticity)
         caps.append(room / (peak * flat_max))
         flat_low = float(np.percentile(detector.flat, 1))
         floors.append(_SATURATE_FACTOR * p.saturation * p.gain / (
-            peak_fraction(conditions.fwhm[k].max(), p.psf, p.beta, p.ellipticity) * flat_low))
+            peak_fraction(conditions.fwhm[k].max(), p.psf, conditions.beta, p.ellipticity)
+            * flat_low))
     return np.array(caps), np.array(floors)
 
 
@@ -138,4 +154,40 @@ def draw_field(parameters, pointings, conditions, detectors):
     mean_flux[brightest] = np.max(floors[None, :] / factors[brightest], axis=1)
     flux = mean_flux[:, None] * factors
     ranks = np.argsort(-flux[:, 0], kind="stable")
-    return StarField(xy=xy[ranks], flux=flux[ranks], variable_index=p.variable_index)
+    return _add_companions(p, pointings, xy[ranks], flux[ranks])
+
+
+def _add_companions(parameters, pointings, xy, flux):
+    p = parameters
+    rng = random_stream(p.seed, Stream.COMPANIONS, 0)
+    requests = []
+    if p.variable_companion is not None:
+        requests.append((p.variable_index, *p.variable_companion))
+    others = [s for s in range(p.n_sources) if s != p.variable_index]
+    for primary in np.sort(rng.choice(others, p.n_pairs, replace=False)):
+        requests.append((int(primary), rng.uniform(*p.pair_separation),
+                         rng.uniform(*p.pair_delta_mag)))
+    primary_ids = np.full(p.n_sources, -1)
+    separations = np.zeros(p.n_sources)
+    delta_mags = np.zeros(p.n_sources)
+    for primary, separation, delta_mag in requests:
+        distance = separation * p.fwhm
+        for _ in range(200):
+            angle = rng.uniform(0.0, 2.0 * np.pi)
+            candidate = xy[primary] + distance * np.array([np.cos(angle), np.sin(angle)])
+            others_distance = np.delete(np.hypot(*(xy - candidate).T), primary)
+            if (np.all(others_distance >= 2 * distance)
+                    and _inside_everywhere(candidate[None, :], pointings, p.shape, p.margin)[0]):
+                break
+        else:
+            raise ValueError(
+                f"could not place a companion at {separation:g} fwhm from star {primary} inside "
+                f"every frame and away from the other stars; use fewer n_pairs or sources, or a "
+                f"larger shape")
+        xy = np.vstack([xy, candidate])
+        flux = np.vstack([flux, flux[primary] * 10.0 ** (-0.4 * delta_mag)])
+        primary_ids = np.append(primary_ids, primary)
+        separations = np.append(separations, separation)
+        delta_mags = np.append(delta_mags, delta_mag)
+    return StarField(xy=xy, flux=flux, variable_index=p.variable_index, primary=primary_ids,
+                     separation=separations, delta_mag=delta_mags)

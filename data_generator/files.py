@@ -16,18 +16,20 @@ import numpy as np
 from astropy.io import fits
 
 __all__ = ["GeneratedFrames", "prepare_directory", "write_frame", "detector_needs_writing",
-           "frame_name"]
+           "frame_name", "frame_path", "frame_patterns", "camera_folder", "write_detector"]
 
 _GZIP_LEVEL = 1
 
 
 def frame_name(camera, band, index, kind=None, compress=False):
-    """File name of a frame: ``{camera}_{filter}[_{kind}]_{index:06d}.fits[.gz]``.
+    """File name of a frame: ``[{camera}_]{filter}[_{kind}]_{index:06d}.fits[.gz]``.
 
     Parameters
     ----------
-    camera, band : str
-        Camera and filter names.
+    camera : str or None
+        Camera name; ``None`` leaves it out of the name.
+    band : str
+        Filter name.
     index : int
         0-based frame index.
     kind : str, optional
@@ -40,7 +42,61 @@ def frame_name(camera, band, index, kind=None, compress=False):
     str
     """
     middle = f"_{kind}" if kind else ""
-    return f"{camera}_{band}{middle}_{index:06d}.fits" + (".gz" if compress else "")
+    head = f"{camera}_" if camera is not None else ""
+    return f"{head}{band}{middle}_{index:06d}.fits" + (".gz" if compress else "")
+
+
+def frame_path(parameters, camera_index, index, kind=None, compress=False):
+    """Path of a frame relative to the output directory.
+
+    Parameters
+    ----------
+    parameters : SimulationParameters
+        ``camera_in_names`` and ``camera_folders`` choose the form.
+    camera_index, index : int
+        0-based camera and frame indices.
+    kind, compress
+        As in :func:`frame_name`.
+
+    Returns
+    -------
+    str
+        ``[c{k+1}/]`` + :func:`frame_name` (POSIX separators).
+    """
+    p = parameters
+    name = frame_name(p.cameras[camera_index] if p.camera_in_names else None,
+                      p.filters[camera_index], index, kind, compress)
+    return f"{camera_folder(camera_index)}/{name}" if p.camera_folders else name
+
+
+def camera_folder(camera_index):
+    """Sub-directory of the frames of a camera with ``camera_folders``: ``c1``, ``c2``, ..."""
+    return f"c{camera_index + 1}"
+
+
+def frame_patterns(parameters, directory, kind=None):
+    """``(folder, regex)`` of the frames a generator writes, for :func:`prepare_directory`.
+
+    Parameters
+    ----------
+    parameters : SimulationParameters
+    directory : pathlib.Path
+        Output directory.
+    kind : str, optional
+        Calibration kind, ``None`` for science frames.
+
+    Returns
+    -------
+    list of (pathlib.Path, str)
+    """
+    p = parameters
+    middle = f"_{kind}" if kind else ""
+    patterns = []
+    for k, (camera, band) in enumerate(zip(p.cameras, p.filters)):
+        folder = directory / camera_folder(k) if p.camera_folders else directory
+        head = re.escape(f"{camera}_") if p.camera_in_names else ""
+        patterns.append((folder, rf"{head}{re.escape(band)}{middle}_\d{{6}}\.fits(\.gz)?"))
+    return patterns
 
 
 def prepare_directory(directory, paths, overwrite, stale_patterns=()):
@@ -141,6 +197,20 @@ def detector_needs_writing(path, detector, overwrite):
             f"{path} holds a different detector (another seed or detector parameters); pass "
             f"overwrite=True or use the same parameters")
     return True
+
+
+def write_detector(path, detector):
+    """Write a camera's detector truth: ``detector_C.fits`` at ``path`` and, beside it, the
+    list of its defects ``defects_C.ecsv`` (:meth:`Detector.defects`).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        ``truth/detector_{camera}.fits``.
+    detector : Detector
+    """
+    detector.to_hdulist().writeto(path, overwrite=True)
+    detector.defects().write(path.parent / f"defects_{detector.camera}.ecsv", overwrite=True)
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,14 @@ def frame_header(parameters, camera_index, image_type, exposure, iso, isot, obje
     Returns
     -------
     astropy.io.fits.Header
+        Without ``CAMERA`` when ``parameters.camera_keyword`` is False.
     """
     p = parameters
+    camera = [("CAMERA", p.cameras[camera_index], "camera")] if p.camera_keyword else []
     return fits.Header([
         ("INSTRUME", "OPTICAM", "instrument"),
         ("OBSERVAT", p.observatory, "observatory"),
-        ("CAMERA", p.cameras[camera_index], "camera"),
+        *camera,
         ("FILTER", p.filters[camera_index], "filter"),
         ("BINNING", f"{p.binning}x{p.binning}", "binning"),
         ("IMAGETYP", image_type, "image type"),

@@ -17,14 +17,14 @@ from astropy.time import Time
 from .streams import Stream, random_stream
 
 __all__ = ["SimulationParameters", "resolve_parameters", "check_n_images", "json_safe",
-           "DEFAULT_SKY", "RECORD_KEYS"]
+           "DEFAULT_SKY", "RECORD_KEYS", "PRESETS", "OPTICAM_PIXEL_SCALES"]
 
 DEFAULT_SKY = {"u": 80.0, "g": 150.0, "r": 200.0, "i": 250.0, "z": 300.0}
 """Default sky level per filter (electrons per pixel per frame, before the flat field)."""
 
 _OTHER_SKY = 200.0
 RECORD_KEYS = ("n_images", "kind", "readout_offsets", "variable_observed_rms",
-               "calibration_exposure")
+               "calibration_exposure", "beta_night")
 """Keys of a ``parameters.json`` record that describe the run, not the parameters."""
 _DERIVED = {"cameras": ("filters",), "sky": ("filters",), "variable_lags": ("filters",),
             "shape": ("binning", "detector_shape"), "exposure": ("cadence",),
@@ -32,6 +32,35 @@ _DERIVED = {"cameras": ("filters",), "sky": ("filters",), "variable_lags": ("fil
             "drift_angle": ("seed",)}
 """Parameters whose default derives from others: re-derived when those are overridden."""
 _DEFAULT_VIGNETTING = 0.2
+OPTICAM_PIXEL_SCALES = (0.1397, 0.1406, 0.1661)
+"""Unbinned pixel scales of the OPTICAM cameras C1, C2, C3 in arcsec/px."""
+
+PRESETS = {
+    "clean": {},
+    "realistic": {
+        "psf": "moffat", "beta_range": (2.5, 4.0), "ellipticity_range": (0.05, 0.2),
+        "psf_angle_rotation": 60.0, "fwhm_scatter": 0.15,
+        "pixel_scales": OPTICAM_PIXEL_SCALES,
+        "drift": 50.0, "field_rotation": 1.2, "sky_trend": 0.1,
+        "cosmic_ray_rate": 2.0,
+        "hot_pixels": 40, "saturated_hot_pixels": 6, "warm_pixels": 200, "dead_pixels": 20,
+        "hot_columns": 1, "dead_columns": 1,
+        "satellite_trails": 1,
+        "n_sources": 60, "n_pairs": 12, "variable_companion": (1.5, 2.0),
+        "cloud_transparency": 0.1,
+        "scintillation": True,
+        "camera_keyword": False, "camera_in_names": False,
+    },
+}
+"""Named sets of parameter values; ``preset=NAME`` applies one (see :func:`resolve_parameters`).
+
+``'clean'`` changes nothing (an idealised night). ``'realistic'`` makes a night that looks like
+real OPTICAM data: elliptical Moffat PSFs (beta drawn in 2.5-4, ellipticity 0.05-0.2, position
+angle rotating by 60 deg), the three OPTICAM pixel scales, 50 px drift and 1.2 deg field
+rotation, cosmic rays at 2 events/cm^2/min, hot (6 saturated), warm and dead pixels, a hot and
+a dead column, a satellite trail, 60 stars with 12 close pairs and a companion 2 mag fainter
+at 1.5 FWHM from the variable, a cloud (transparency down to 10 %), scintillation and no
+``CAMERA`` keyword (the camera is known only from the filter)."""
 
 
 def _require(condition, message):
@@ -173,7 +202,85 @@ class SimulationParameters:
         ``OBSERVAT`` keyword (default ``'SPM'``).
     site : (float, float, float)
         Observatory longitude (deg, east positive), latitude (deg) and height (m), recorded in
-        the truth (default San Pedro Martir).
+        the truth and used for the airmass and the scintillation (default San Pedro Martir).
+    preset : {'clean', 'realistic'}
+        Name of the :data:`PRESETS` entry the parameters were resolved from (default
+        ``'clean'``). Only :func:`resolve_parameters` (hence ``generate_*(preset=...)``) applies
+        the preset's values; this field records it.
+    beta_range : (float, float), optional
+        Draw the Moffat ``beta`` of the night uniformly in this range (seeded; recorded as
+        ``beta_night`` in ``parameters.json`` and per frame in ``conditions.ecsv``); ``None``
+        (default) uses ``beta``.
+    ellipticity_range : (float, float), optional
+        Per-frame ellipticity ``1 - b/a`` following a slow random walk inside this range,
+        common to the cameras; ``None`` (default) keeps the fixed ``ellipticity``.
+    psf_angle : float
+        Position angle of the PSF major axis at the start of the night, degrees from the field
+        +x axis towards +y (default 0). In each camera the angle is mapped by the camera's
+        orientation (flip, rotation).
+    psf_angle_rotation : float
+        Change of the PSF position angle over the run in degrees (default 0). A non-zero angle
+        needs ``psf='moffat'``.
+    pixel_scales : sequence of float, optional
+        Unbinned pixel scale of each camera in arcsec/px, e.g. :data:`OPTICAM_PIXEL_SCALES`.
+        Field coordinates, ``fwhm``, ``drift`` and separations are in pixels of the first
+        camera; camera ``k`` sees them scaled by ``pixel_scales[0] / pixel_scales[k]``. ``None``
+        (default): the same scale for all cameras.
+    cosmic_ray_rate : float
+        Cosmic-ray events per cm^2 of detector per minute of exposure, added to
+        ``cosmic_rays`` (default 0; about 1 at sea level, 2 at 2800 m).
+    pixel_size : float
+        Unbinned pixel size in micrometres for ``cosmic_ray_rate`` (default 6.5, the Andor Zyla
+        4.2 sCMOS of OPTICAM).
+    saturated_hot_pixels : int
+        Hot pixels with a dark current (2e5 to 1e6 e-/s) that saturates them in any
+        exposure longer than 0.6 s (default 0); marked ``HOT`` in the detector truth.
+    warm_pixels : int
+        Pixels with an extra dark current of 5 to 50 e-/s (default 0); in ``DARK`` and in
+        ``defects_C.ecsv`` only.
+    hot_columns : int
+        Whole columns with an extra dark current of 20 to 100 e-/s (default 0); marked ``HOT``.
+    dead_columns : int
+        Whole columns of response below 5 % (default 0); marked ``DEAD``.
+    satellite_trails : int
+        Satellite passes over the night (default 0). Each crosses the field at constant speed
+        in 3 to 5 frames (every camera sees it at the same times); the first passes within 1
+        FWHM of the variable star (or the brightest star when there is no variable).
+    trail_brightness : float
+        Electrons per pixel of trail length per frame, integrated across the trail, before the
+        flat field (default 3000).
+    n_pairs : int
+        Companions added close to ``n_pairs`` randomly chosen stars (not the variable), at
+        ``pair_separation`` and ``pair_delta_mag`` (default 0). Companions get the ids after
+        the ``n_sources`` primary stars.
+    pair_separation : (float, float)
+        Range of the companion separations in units of ``fwhm`` (default (1, 3)).
+    pair_delta_mag : (float, float)
+        Range of the magnitude differences companion - primary (default (0, 3)).
+    variable_companion : (float, float), optional
+        ``(separation in fwhm, delta_mag)`` of a companion of the variable star (default
+        ``None``: none).
+    cloud_transparency : float
+        Lowest transparency of a passing cloud (default 1: no cloud). A cloud with a smooth
+        (cosine) edge and patchy interior covers ``cloud_duration`` of the run; the
+        transparency is common to the cameras (grey) and multiplies the stars (not the sky).
+    cloud_duration : float
+        Fraction of the run covered by the cloud (default 0.2).
+    scintillation : bool
+        Multiply each star's flux in each frame by ``1 + sigma N(0, 1)`` with the
+        scintillation ``sigma`` of :func:`data_generator.scintillation.scintillation_sigma`
+        (independent per star, camera and frame; default False).
+    telescope_diameter : float
+        Telescope diameter in metres for the scintillation (default 2.1, the SPM 2.1 m).
+    scintillation_coefficient : float
+        The empirical ``C_Y`` of Osborn et al. (2015) (default 1.5).
+    camera_keyword : bool
+        Write the ``CAMERA`` keyword in the headers (default True).
+    camera_in_names : bool
+        Start the file names with the camera: ``{camera}_{filter}_{i:06d}.fits``; False writes
+        ``{filter}_{i:06d}.fits`` (default True).
+    camera_folders : bool
+        Write the frames of camera ``k`` into the sub-directory ``c{k+1}/`` (default False).
 
     Raises
     ------
@@ -229,6 +336,32 @@ class SimulationParameters:
     object_name: str = "SYNTHETIC"
     observatory: str = "SPM"
     site: tuple = (-115.4636, 31.0442, 2790.0)
+    preset: str = "clean"
+    beta_range: tuple | None = None
+    ellipticity_range: tuple | None = None
+    psf_angle: float = 0.0
+    psf_angle_rotation: float = 0.0
+    pixel_scales: tuple | None = None
+    cosmic_ray_rate: float = 0.0
+    pixel_size: float = 6.5
+    saturated_hot_pixels: int = 0
+    warm_pixels: int = 0
+    hot_columns: int = 0
+    dead_columns: int = 0
+    satellite_trails: int = 0
+    trail_brightness: float = 3000.0
+    n_pairs: int = 0
+    pair_separation: tuple = (1.0, 3.0)
+    pair_delta_mag: tuple = (0.0, 3.0)
+    variable_companion: tuple | None = None
+    cloud_transparency: float = 1.0
+    cloud_duration: float = 0.2
+    scintillation: bool = False
+    telescope_diameter: float = 2.1
+    scintillation_coefficient: float = 1.5
+    camera_keyword: bool = True
+    camera_in_names: bool = True
+    camera_folders: bool = False
 
     def __post_init__(self):
         resolved = {}
@@ -348,8 +481,88 @@ class SimulationParameters:
         site = tuple(float(v) for v in self.site)
         _require(len(site) == 3, f"site: must be (lon_deg, lat_deg, height_m), got {self.site}")
         resolved["site"] = site
+        resolved.update(self._realism(filters, shape))
         for name, value in resolved.items():
             object.__setattr__(self, name, value)
+
+    def _realism(self, filters, shape):
+        """Validate the fields of the realistic effects; return their resolved values."""
+        resolved = {}
+        n_pixels = shape[0] * shape[1]
+        _require(self.preset in PRESETS,
+                 f"preset: must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        for name, low, high in (("beta_range", 1.0, math.inf),
+                                ("ellipticity_range", 0.0, 0.5)):
+            value = getattr(self, name)
+            if value is not None:
+                value = tuple(float(v) for v in value)
+                _require(len(value) == 2 and low <= value[0] <= value[1] < high
+                         and (low == 0.0 or value[0] > low),
+                         f"{name}: must be (low, high) inside ({low}, {high}), "
+                         f"got {getattr(self, name)}")
+                resolved[name] = value
+        _require(not self.psf_rotates or self.psf == "moffat",
+                 "psf_angle, psf_angle_rotation, ellipticity_range: need psf='moffat'")
+        _require(self.beta_range is None or self.psf == "moffat", "beta_range: needs psf='moffat'")
+        if self.pixel_scales is not None:
+            scales = tuple(float(v) for v in np.atleast_1d(self.pixel_scales))
+            _require(len(scales) == len(filters) and min(scales) > 0,
+                     f"pixel_scales: must be {len(filters)} positive values, got "
+                     f"{self.pixel_scales}")
+            resolved["pixel_scales"] = scales
+        for name in ("cosmic_ray_rate", "trail_brightness"):
+            _require(getattr(self, name) >= 0, f"{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("pixel_size", "telescope_diameter", "scintillation_coefficient"):
+            _require(getattr(self, name) > 0, f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("saturated_hot_pixels", "warm_pixels", "hot_columns", "dead_columns",
+                     "satellite_trails", "n_pairs"):
+            value = getattr(self, name)
+            _require(not isinstance(value, bool) and int(value) == value and value >= 0,
+                     f"{name}: must be a non-negative integer, got {value}")
+            resolved[name] = int(value)
+        _require(self.saturated_hot_pixels + self.warm_pixels <= n_pixels // 10,
+                 "saturated_hot_pixels + warm_pixels: must be at most 10 % of the pixels")
+        _require(self.hot_columns + self.dead_columns <= shape[1] // 10,
+                 "hot_columns + dead_columns: must be at most 10 % of the columns")
+        for name, low, high in (("pair_separation", 0.0, math.inf),
+                                ("pair_delta_mag", -math.inf, math.inf)):
+            value = tuple(float(v) for v in getattr(self, name))
+            _require(len(value) == 2 and low <= value[0] <= value[1] < high,
+                     f"{name}: must be (low, high) with low <= high, got {getattr(self, name)}")
+            resolved[name] = value
+        _require(resolved["pair_delta_mag"][0] >= 0,
+                 "pair_delta_mag: companions must be fainter (delta_mag >= 0)")
+        if self.variable_companion is not None:
+            value = tuple(float(v) for v in self.variable_companion)
+            _require(len(value) == 2 and value[0] > 0 and value[1] >= 0,
+                     "variable_companion: must be (separation_fwhm > 0, delta_mag >= 0), got "
+                     f"{self.variable_companion}")
+            _require(self.variable_index is not None,
+                     "variable_companion: the night has no variable star")
+            resolved["variable_companion"] = value
+        _require(self.n_pairs <= self.n_sources - (self.variable_index is not None),
+                 f"n_pairs: at most one companion per non-variable star, got {self.n_pairs}")
+        _require(0 < self.cloud_transparency <= 1,
+                 f"cloud_transparency: must be in (0, 1], got {self.cloud_transparency}")
+        _require(0 < self.cloud_duration <= 1,
+                 f"cloud_duration: must be in (0, 1], got {self.cloud_duration}")
+        for name in ("scintillation", "camera_keyword", "camera_in_names", "camera_folders"):
+            resolved[name] = bool(getattr(self, name))
+        return resolved
+
+    @property
+    def psf_rotates(self):
+        """Whether the PSF's position angle is set (``psf_angle``, ``psf_angle_rotation`` or
+        ``ellipticity_range``); otherwise the major axis stays along x in every camera."""
+        return (self.psf_angle % 180 != 0 or self.psf_angle_rotation != 0
+                or self.ellipticity_range is not None)
+
+    def camera_scale(self, camera_index):
+        """Pixels of camera ``camera_index`` per field pixel: ``pixel_scales[0] /
+        pixel_scales[k]`` (1 without ``pixel_scales``)."""
+        if self.pixel_scales is None:
+            return 1.0
+        return self.pixel_scales[0] / self.pixel_scales[camera_index]
 
     @property
     def n_cameras(self):
@@ -386,9 +599,10 @@ def resolve_parameters(parameters=None, **overrides):
         A base set of parameters, e.g. ``load_truth(d).parameters`` of an earlier night (its
         :data:`RECORD_KEYS` are ignored).
     **overrides
-        Fields of :class:`SimulationParameters` to set. A base value derived from an
-        overridden field (e.g. ``shape`` from ``binning``, ``exposure`` from ``cadence``) is
-        derived again unless it is overridden too.
+        Fields of :class:`SimulationParameters` to set. ``preset=NAME`` first sets the values of
+        ``PRESETS[NAME]`` (over the base), then the other overrides apply. A base value derived
+        from an overridden field (e.g. ``shape`` from ``binning``, ``exposure`` from
+        ``cadence``) is derived again unless it is overridden too.
 
     Returns
     -------
@@ -410,6 +624,11 @@ def resolve_parameters(parameters=None, **overrides):
     if unknown:
         raise TypeError(f"unknown simulation parameter(s) {unknown}; "
                         f"valid names are {sorted(names)}")
+    preset = overrides.get("preset")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset: must be one of {sorted(PRESETS)}, got {preset!r}")
+        overrides = {**PRESETS[preset], **overrides}
     for name, sources in _DERIVED.items():
         if name not in overrides and any(source in overrides for source in sources):
             base.pop(name, None)

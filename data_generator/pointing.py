@@ -6,9 +6,10 @@ Star positions are drawn in *field* coordinates (pixels of an ideal camera, same
 ``pos = c + R(phi_i) M_k (xf + p_i - c) + o_k + j_ki``
 
 * ``c = ((nx - 1) / 2, (ny - 1) / 2)``: the frame centre;
-* ``M_k = R(theta_k) F_k``: the fixed orientation of the camera, a small rotation ``theta_k``
-  and a flip ``F_k`` (none for C1, ``diag(-1, 1)`` for C2, ``diag(1, -1)`` for C3): the three
-  OPTICAM cameras see the same sky through dichroics, not pixel-identical;
+* ``M_k = s_k R(theta_k) F_k``: the fixed orientation of the camera, a small rotation
+  ``theta_k`` and a flip ``F_k`` (none for C1, ``diag(-1, 1)`` for C2, ``diag(1, -1)`` for C3):
+  the three OPTICAM cameras see the same sky through dichroics, not pixel-identical; ``s_k =
+  pixel_scales[0] / pixel_scales[k]`` (1 without ``pixel_scales``);
 * ``o_k``: the fixed camera offset;
 * ``p_i``: the common pointing drift, a smooth arc of end-to-end length ``drift`` in direction
   ``drift_angle`` (so each camera drifts in its own pixel direction);
@@ -123,6 +124,8 @@ def camera_pointings(parameters, progress):
             orientation = orientation @ _FLIPS[k % len(_FLIPS)]
         else:
             offset, orientation = np.zeros(2), np.eye(2)
+        if p.pixel_scales is not None:
+            orientation = p.camera_scale(k) * orientation
         jitter = p.jitter * random_stream(p.seed, Stream.JITTER, k).standard_normal((n_images, 2))
         matrices = field_rotations @ orientation
         offsets = (centre + np.einsum("fij,fj->fi", matrices, drift - centre)

@@ -13,7 +13,9 @@ flux that falls in each pixel:
   2e-4 of the flux).
 
 In both models ``fwhm`` is the geometric mean of the FWHMs along the axes; with ellipticity
-``e = 1 - b/a`` the major axis is along x.
+``e = 1 - b/a`` the major axis is along x, or for the Moffat at the position angle ``theta``
+(degrees from +x towards +y). A Moffat's FWHM along an axis of core width ``alpha_a`` is
+``2 alpha_a sqrt(2^(1/beta) - 1)``.
 """
 
 import math
@@ -21,7 +23,7 @@ import math
 import numpy as np
 from scipy.special import erf
 
-__all__ = ["psf_stamp", "stamp_radius", "peak_fraction", "moffat_alpha"]
+__all__ = ["psf_stamp", "stamp_radius", "peak_fraction", "moffat_alpha", "moffat_fwhm_axes"]
 
 _GAUSSIAN_RADIUS = 4.0
 """Stamp half-size of a Gaussian, in FWHM along the major axis (9.4 sigma)."""
@@ -100,34 +102,60 @@ def _gaussian(dx, dy, fwhm, ellipticity):
     return np.outer(axis(dy, sy), axis(dx, sx))
 
 
-def _moffat_values(dx, dy, alpha_x, alpha_y, beta):
-    r2 = (dx / alpha_x) ** 2 + (dy[:, None] / alpha_y) ** 2
+def _moffat_values(dx, dy, alpha_x, alpha_y, beta, theta=0.0):
+    if theta == 0.0:
+        r2 = (dx / alpha_x) ** 2 + (dy[:, None] / alpha_y) ** 2
+    else:
+        c, s = math.cos(math.radians(theta)), math.sin(math.radians(theta))
+        dy = dy[:, None]
+        r2 = ((c * dx + s * dy) / alpha_x) ** 2 + ((c * dy - s * dx) / alpha_y) ** 2
     return (beta - 1.0) / (math.pi * alpha_x * alpha_y) * (1.0 + r2) ** (-beta)
 
 
-def _supersampled(dx, dy, ax, ay, beta, oversample):
+def _supersampled(dx, dy, ax, ay, beta, oversample, theta=0.0):
     offsets = (np.arange(oversample) + 0.5) / oversample - 0.5
     fine_x = (dx[:, None] + offsets).ravel()
     fine_y = (dy[:, None] + offsets).ravel()
-    fine = _moffat_values(fine_x[None, :], fine_y, ax, ay, beta)
+    fine = _moffat_values(fine_x[None, :], fine_y, ax, ay, beta, theta)
     return fine.reshape(len(dy), oversample, len(dx), oversample).sum(axis=3).sum(axis=1) / (
         oversample * oversample)
 
 
-def _moffat(dx, dy, fwhm, beta, ellipticity, oversample):
+def _moffat(dx, dy, fwhm, beta, ellipticity, oversample, theta=0.0):
     sx, sy = _axis_scales(ellipticity)
     alpha = moffat_alpha(fwhm, beta)
     ax, ay = alpha * sx, alpha * sy
-    stamp = _moffat_values(dx[None, :], dy, ax, ay, beta)
+    zone_sx, zone_sy = (sx, sy) if theta == 0.0 else (sx, sx)
+    stamp = _moffat_values(dx[None, :], dy, ax, ay, beta, theta)
     for half_size, samples in ((_MOFFAT_WING, _MOFFAT_WING_OVERSAMPLE), (_MOFFAT_CORE, oversample)):
-        zone_x = np.abs(dx) <= half_size * fwhm * sx
-        zone_y = np.abs(dy) <= half_size * fwhm * sy
+        zone_x = np.abs(dx) <= half_size * fwhm * zone_sx
+        zone_y = np.abs(dy) <= half_size * fwhm * zone_sy
         stamp[np.ix_(zone_y, zone_x)] = _supersampled(dx[zone_x], dy[zone_y], ax, ay, beta,
-                                                      samples)
+                                                      samples, theta)
     return stamp
 
 
-def psf_stamp(x, y, fwhm, shape, psf="gaussian", beta=2.5, ellipticity=0.0, oversample=7):
+def moffat_fwhm_axes(fwhm, ellipticity):
+    """FWHM along the major and minor axes of an elliptical PSF.
+
+    Parameters
+    ----------
+    fwhm : float or ndarray
+        Geometric-mean FWHM ``sqrt(major * minor)``.
+    ellipticity : float or ndarray
+        ``1 - minor / major``.
+
+    Returns
+    -------
+    (float or ndarray, float or ndarray)
+        ``fwhm / sqrt(1 - e)`` and ``fwhm * sqrt(1 - e)``.
+    """
+    q = 1.0 - np.asarray(ellipticity, float)
+    return fwhm / np.sqrt(q), fwhm * np.sqrt(q)
+
+
+def psf_stamp(x, y, fwhm, shape, psf="gaussian", beta=2.5, ellipticity=0.0, oversample=7,
+              theta=0.0):
     """Pixel-integrated PSF of unit flux around ``(x, y)``, cut to the frame.
 
     Parameters
@@ -143,9 +171,12 @@ def psf_stamp(x, y, fwhm, shape, psf="gaussian", beta=2.5, ellipticity=0.0, over
     beta : float
         Moffat index (> 1); ignored for the Gaussian.
     ellipticity : float
-        ``1 - b/a``, major axis along x.
+        ``1 - b/a``, major axis along x unless ``theta`` is given.
     oversample : int
         Sub-samples per axis in the Moffat core.
+    theta : float
+        Position angle of the major axis in degrees from +x towards +y (Moffat only; default
+        0, the major axis along x).
 
     Returns
     -------
@@ -164,5 +195,5 @@ def psf_stamp(x, y, fwhm, shape, psf="gaussian", beta=2.5, ellipticity=0.0, over
     if psf == "gaussian":
         stamp = _gaussian(dx, dy, fwhm, ellipticity)
     else:
-        stamp = _moffat(dx, dy, fwhm, beta, ellipticity, oversample)
+        stamp = _moffat(dx, dy, fwhm, beta, ellipticity, oversample, theta)
     return slice(y0, y1), slice(x0, x1), stamp

@@ -21,6 +21,10 @@ class Stream:
     GEOMETRY = 3
     SEEING = 4
     JITTER = 5
+    ATMOSPHERE = 6
+    TRAIL = 7
+    COMPANIONS = 8
+    SCINTILLATION = 14
     SCIENCE = 10
     BIAS = 11
     DARK = 12

@@ -7,17 +7,20 @@ goes on.
 """
 
 from dataclasses import dataclass
+import gzip
+import io
 import math
 from pathlib import Path
 import re
 import warnings
+import zlib
 
 import numpy as np
 from astropy.coordinates import Angle
 from astropy.io import fits
 import astropy.units as u
 
-from .instruments import load_profile
+from .instruments import camera_from_directory, load_profile
 from .timing import mid_exposure, parse_times
 
 __all__ = ["FrameInfo", "Frame", "FrameError", "read_header", "read_frame", "FITS_SUFFIXES",
@@ -56,6 +59,9 @@ class FrameInfo:
         File path.
     camera, filter, binning : str
         Camera identifier, filter name and binning (``'4x4'``).
+    camera_source : str
+        Where the camera came from: the header keyword (``'CAMERA'``), ``'filter'``,
+        ``'directory'`` or ``'default'``.
     shape : tuple of int
         Image shape ``(ny, nx)``.
     gain : float
@@ -95,6 +101,7 @@ class FrameInfo:
     observatory: str = ""
     image_type: str = ""
     object: str = ""
+    camera_source: str = ""
 
     @property
     def name(self):
@@ -185,13 +192,28 @@ def _parse_angle(value, unit):
         return math.nan
 
 
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _parse_time(header, profile, path):
+    """Time stamp and the entry of ``profile.time_keywords`` it came from.
+
+    A single keyword holding a date only is passed over (a later entry joining it to a time
+    keyword gives the time of day); in a joined entry only the date of the first keyword is
+    used.
+    """
+    date_only = []
     for entry in profile.time_keywords:
         entry, _, fmt = entry.partition(":")
         keys = entry.split("+")
         if not all(k in header and header[k] not in (None, "") for k in keys):
             continue
         values = [str(header[k]).strip() for k in keys]
+        if len(keys) == 1 and not fmt and _DATE_ONLY.fullmatch(values[0]):
+            date_only.append(f"{keys[0]} = {values[0]!r}")
+            continue
+        if len(keys) > 1:
+            values[0] = re.split(r"[T ]", values[0], maxsplit=1)[0]
         text = "T".join(values)
         try:
             if fmt:
@@ -200,15 +222,43 @@ def _parse_time(header, profile, path):
         except (ValueError, TypeError):
             raise FrameError(path, f"cannot parse time keyword {entry} = {text!r}",
                              keyword=entry) from None
+    found = f" ({date_only[0]} holds a date only)" if date_only else ""
     raise FrameError(path, "no time keyword: none of "
-                     f"{', '.join(profile.time_keywords)} is in the header",
+                     f"{', '.join(profile.time_keywords)} is in the header{found}",
                      keyword=profile.time_keywords[0])
+
+
+def _camera(header, profile, path, filter_name):
+    """The frame's camera and where it came from (see :mod:`opticam_like.instruments`)."""
+    for key in profile.header_keywords("camera"):
+        if key in header and str(header[key]).strip():
+            return profile.camera_name(header[key]), key
+    camera = profile.camera_of_filter(filter_name) if filter_name is not None else None
+    if camera is not None:
+        return camera, "filter"
+    if profile.camera_directories:
+        camera = camera_from_directory(path)
+        if camera is not None:
+            return camera, "directory"
+    if "camera" in profile.defaults:
+        return profile.camera_name(profile.defaults["camera"]), "default"
+    if "camera" not in profile.required:
+        return "1", "default"
+    keys = profile.header_keywords("camera") or ("camera",)
+    clues = [f"no {' / '.join(keys)} keyword"]
+    if profile.camera_filters:
+        owners = "; ".join(f"{c}: {', '.join(f)}" for c, f in profile.camera_filters.items())
+        clues.append(f"filter {filter_name!r} is none of the cameras' ({owners})")
+    if profile.camera_directories:
+        clues.append("no parent directory named c1, c2, ... (or cam1, camera1)")
+    raise FrameError(path, f"cannot tell which camera took the frame: {', '.join(clues)}",
+                     keyword=keys[0])
 
 
 def _header_info(header, shape, path, profile):
     values = {}
     for quantity in ("filter", "binning", "gain", "read_noise", "exposure", "dark_current",
-                     "camera", "saturation", "observatory", "image_type", "object"):
+                     "saturation", "observatory", "image_type", "object"):
         key, value = _lookup(header, profile, quantity)
         if value is None and quantity in profile.required:
             keys = profile.header_keywords(quantity) or (quantity,)
@@ -231,12 +281,13 @@ def _header_info(header, shape, path, profile):
     except ValueError:
         raise FrameError(path, f"keyword {binning_key} is not a binning: {binning!r}",
                          keyword=binning_key) from None
+    camera, camera_source = _camera(header, profile, path, values["filter"][1])
     stamp, time_key = _parse_time(header, profile, path)
     _, ra = _lookup(header, profile, "ra")
     _, dec = _lookup(header, profile, "dec")
     return FrameInfo(
         path=str(path),
-        camera=str(values["camera"][1] if values["camera"][1] is not None else "1"),
+        camera=camera,
         filter=str(values["filter"][1]).strip(),
         binning=binning,
         shape=tuple(int(n) for n in shape),
@@ -252,6 +303,7 @@ def _header_info(header, shape, path, profile):
         observatory=str(values["observatory"][1] or ""),
         image_type=str(values["image_type"][1] or ""),
         object=str(values["object"][1] or ""),
+        camera_source=camera_source,
     )
 
 
@@ -269,6 +321,28 @@ def image_hdu(hdul, path):
     raise FrameError(path, "no 2-D image in any HDU")
 
 
+def _gunzip(path):
+    """The whole decompressed content of a gzip file; its CRC-32 and length are checked.
+
+    astropy stops reading a ``.gz`` stream once it has the bytes it needs, so the gzip trailer
+    (CRC-32 and size) is never checked and corrupt data would be read as pixels; Python's
+    :mod:`gzip` checks the trailer when the stream is read to its end.
+    """
+    try:
+        with gzip.open(path) as stream:
+            return stream.read()
+    except EOFError:
+        raise FrameError(path, "the gzip stream is truncated (the file was cut short)"
+                         ) from None
+    except gzip.BadGzipFile as exc:
+        raise FrameError(path, f"corrupt gzip file ({exc}); the data cannot be trusted"
+                         ) from None
+    except zlib.error as exc:
+        raise FrameError(path, f"corrupt gzip data ({exc})") from None
+    except OSError as exc:
+        raise FrameError(path, f"cannot read the file ({exc.strerror or exc})") from None
+
+
 def open_fits(path, strict=True):
     """Open a FITS file; read errors (and, when ``strict``, truncation) become
     :class:`FrameError`.
@@ -277,15 +351,20 @@ def open_fits(path, strict=True):
     ----------
     path : str or Path
     strict : bool
-        Reject a truncated file at once. Header-only reads pass ``False``: a file cut short
-        in its data still has a usable header, so the frame keeps its place (and time) in the
-        outputs and is rejected when its pixels are read.
+        Reject a truncated file at once, and read a gzip-compressed file (``.gz``) to its end
+        to check its CRC-32, so that a corrupt file is rejected instead of read as garbage
+        pixels. Header-only reads pass ``False``: a file cut short or corrupt in its data still
+        has a usable header, so the frame keeps its place (and time) in the outputs and is
+        rejected when its pixels are read.
     """
+    source = path
+    if strict and str(path).lower().endswith(".gz"):
+        source = io.BytesIO(_gunzip(path))
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("error" if strict else "ignore", message=".*truncated.*")
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            return fits.open(path, memmap=False)
+            return fits.open(source, memmap=False)
     except (OSError, ValueError, TypeError, UserWarning) as exc:
         raise FrameError(path, f"cannot read FITS file ({exc})") from None
 

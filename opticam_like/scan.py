@@ -1,20 +1,29 @@
 """Directory scan: find the frames, parse every header, check them and group them.
 
 The scan reads headers only. Frames whose header cannot be used (unreadable, truncated,
-missing keyword) are rejected with the reason; the run goes on without them. Problems with the
-whole set (no frames, mixed binning) stop the run at once with :class:`ReductionError`.
+missing keyword) and files with a FITS name that cannot be opened (a broken symbolic link, a
+symbolic-link loop, a file without read permission, a special file) are rejected with the
+reason; the run goes on without them. Problems with the whole set (no frames, mixed binning)
+stop the run at once with :class:`ReductionError`.
+
+Frames are grouped by filter. A filter observed by several cameras is split into one group per
+camera (``g-C1``, ``g-C2``): cameras are never reduced together.
 """
 
 from collections import Counter
 from dataclasses import dataclass, field
+import errno
+import os
 from pathlib import Path
 import re
+import stat
 
 import numpy as np
 from astropy.table import Table
 from astropy.time import Time
 
 from .frames import FrameError, is_fits_file, read_header
+from .instruments import camera_directory_name
 from .parallel import FrameFailure
 
 __all__ = ["ScanResult", "ReductionError", "find_frames", "scan_frames", "group_key",
@@ -29,37 +38,95 @@ class ReductionError(RuntimeError):
     """The whole reduction cannot proceed (no frames, mixed binning, ...)."""
 
 
-def find_frames(directories):
-    """FITS files directly inside the given directories, sorted by name.
+def find_frames(directories, camera_directories=False):
+    """FITS files inside the given directories, sorted by name, and those that cannot be read.
 
     Parameters
     ----------
     directories : sequence of str or Path
+    camera_directories : bool
+        Also take the files of sub-directories named ``c1``, ``cam2``, ``camera3``, ... (any
+        case), one level down, as OPTICAM stores each camera's frames. A file reached twice
+        (a directory given twice, or also as a camera sub-directory) is taken once.
 
     Returns
     -------
-    list of Path
+    paths : list of Path
+        Regular files (or symbolic links to them) with a FITS suffix.
+    rejected : list of FrameFailure
+        Entries with a FITS name that cannot be read: a broken symbolic link, a symbolic-link
+        loop, no read permission, or not a regular file (a FIFO, a socket, a device), each
+        with the reason (stage ``'scan'``). Directories with a FITS name are passed over.
 
     Raises
     ------
     ReductionError
-        A directory does not exist, or no FITS file is found.
+        A directory does not exist or cannot be listed.
     """
-    paths = []
+    paths, rejected, seen = [], [], set()
     for directory in directories:
         directory = Path(directory)
         if not directory.is_dir():
             raise ReductionError(f"data directory {directory} does not exist")
-        paths += sorted(p for p in directory.iterdir() if p.is_file() and is_fits_file(p))
-    if not paths:
-        raise ReductionError("no FITS frames (.fits, .fit, .fts, optionally .gz) found in "
-                             + ", ".join(str(d) for d in directories))
-    return paths
+        folders = [directory]
+        if camera_directories:
+            folders += sorted(p for p in _listing(directory)
+                              if camera_directory_name(p.name) and p.is_dir())
+        for folder in folders:
+            for path in sorted(p for p in _listing(folder) if is_fits_file(p)):
+                if path.absolute() in seen:
+                    continue
+                seen.add(path.absolute())
+                if path.is_dir():
+                    continue
+                reason = _unreadable(path)
+                if reason:
+                    rejected.append(FrameFailure(str(path), "scan", reason))
+                else:
+                    paths.append(path)
+    return paths, rejected
 
 
-def group_key(info):
-    """Name of the group a frame belongs to: its filter (one camera per filter)."""
-    return info.filter
+def _listing(directory):
+    try:
+        return list(directory.iterdir())
+    except OSError as exc:
+        raise ReductionError(f"data directory {directory} cannot be listed "
+                             f"({exc.strerror or exc})") from None
+
+
+def _unreadable(path):
+    """Why a directory entry cannot be read as a frame ('' when it can)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic-link loop: the link never reaches a file"
+        if path.is_symlink() and exc.errno == errno.ENOENT:
+            return f"broken symbolic link: its target {os.readlink(path)} does not exist"
+        return f"cannot access the file ({exc.strerror or exc})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a FIFO, socket or device cannot be read as a frame)"
+    if not os.access(path, os.R_OK):
+        return "no permission to read the file"
+    return ""
+
+
+def group_key(info, split_cameras=False):
+    """Name of the group a frame belongs to.
+
+    Parameters
+    ----------
+    info : FrameInfo
+    split_cameras : bool
+        True when the frame's filter was observed by several cameras.
+
+    Returns
+    -------
+    str
+        The filter (``'g'``), or ``'{filter}-{camera}'`` (``'g-C2'``) when ``split_cameras``.
+    """
+    return f"{info.filter}-{info.camera}" if split_cameras else info.filter
 
 
 @dataclass
@@ -69,9 +136,12 @@ class ScanResult:
     Attributes
     ----------
     groups : dict of str to list of FrameInfo
-        Frames per filter, sorted by mid-exposure time.
+        Frames per group (see :func:`group_key`: the filter, or ``'{filter}-{camera}'`` for a
+        filter observed by several cameras), sorted by mid-exposure time.
     rejected : list of FrameFailure
-        Frames that cannot be used, with the reason.
+        Frames that cannot be used, with the reason: unreadable entries (broken or looping
+        symbolic links, special files, no read permission), unusable headers, calibration
+        frames and frames of an odd shape.
     warnings : list of str
         Findings that do not stop the run (unknown filters, time gaps, ...).
     """
@@ -82,7 +152,8 @@ class ScanResult:
 
     @property
     def filters(self):
-        """Filters found, in the order of the profile's filter list (or alphabetical)."""
+        """Group names (filters), in the order of the profile's filter list (then
+        alphabetical)."""
         return list(self.groups)
 
     def frame_table(self):
@@ -91,6 +162,7 @@ class ScanResult:
         table = Table()
         table["file"] = [Path(i.path).name for i in rows]
         table["camera"] = [i.camera for i in rows]
+        table["camera_source"] = [i.camera_source for i in rows]
         table["filter"] = [i.filter for i in rows]
         table["binning"] = [i.binning for i in rows]
         table["exposure"] = [i.exposure for i in rows]
@@ -106,7 +178,8 @@ def scan_frames(directories, profile, pool=None):
     Parameters
     ----------
     directories : sequence of str or Path
-        Where the frames are (not searched recursively).
+        Where the frames are (not searched recursively, except for sub-directories named
+        ``c1``, ``c2``, ... when the profile has ``camera_directories``).
     profile : InstrumentProfile
         How to read the headers.
     pool : WorkerPool, optional
@@ -122,7 +195,10 @@ def scan_frames(directories, profile, pool=None):
         No frames, no usable frame, or frames that mix binnings (the message lists the
         binnings and an example file of each).
     """
-    paths = find_frames(directories)
+    paths, unreadable = find_frames(directories, profile.camera_directories)
+    if not paths and not unreadable:
+        raise ReductionError("no FITS frames (.fits, .fit, .fts, optionally .gz) found in "
+                             + ", ".join(str(d) for d in directories))
     if pool is None:
         infos = []
         for path in paths:
@@ -134,7 +210,7 @@ def scan_frames(directories, profile, pool=None):
         infos, _, _ = pool.map(_scan_one, paths, profile, desc="scan")
         infos = [FrameFailure(i.path, "scan", i.reason) if isinstance(i, FrameFailure) else i
                  for i in infos]
-    rejected = [i for i in infos if isinstance(i, FrameFailure)]
+    rejected = unreadable + [i for i in infos if isinstance(i, FrameFailure)]
     infos = [i for i in infos if not isinstance(i, FrameFailure)]
     science = []
     for info in infos:
@@ -145,8 +221,8 @@ def scan_frames(directories, profile, pool=None):
             science.append(info)
     if not science:
         reasons = "; ".join(f"{Path(r.path).name}: {r.reason}" for r in rejected[:5])
-        raise ReductionError(f"none of the {len(paths)} FITS files is a usable science frame "
-                             f"({reasons})")
+        raise ReductionError(f"none of the {len(paths) + len(unreadable)} FITS files is a "
+                             f"usable science frame ({reasons})")
     _check_binning(science)
     warnings = []
     if profile.filters is not None:
@@ -155,22 +231,25 @@ def scan_frames(directories, profile, pool=None):
             warnings.append(f"unknown filter {name!r} in {count} frames (instrument "
                             f"{profile.name!r} has {', '.join(profile.filters)}); reduced "
                             "as its own group")
+    cameras = {}
+    for info in science:
+        cameras.setdefault(info.filter, set()).add(info.camera)
+    for name, found in sorted(cameras.items()):
+        if len(found) > 1:
+            warnings.append(f"filter {name!r} was observed by cameras {', '.join(sorted(found))}: "
+                            "reduced as separate groups "
+                            f"{', '.join(f'{name}-{c}' for c in sorted(found))}")
     groups = {}
     for info in science:
-        groups.setdefault(group_key(info), []).append(info)
+        groups.setdefault(group_key(info, len(cameras[info.filter]) > 1), []).append(info)
     for key in groups:
         groups[key].sort(key=lambda i: (i.time.jd1, i.time.jd2, i.path))
         groups[key], odd = _common_shape(groups[key])
         rejected += odd
-        cameras = {i.camera for i in groups[key]}
-        if len(cameras) > 1:
-            warnings.append(f"filter {key!r} was observed by several cameras "
-                            f"({', '.join(sorted(cameras))}); they are reduced together")
         warnings += _time_warnings(key, groups[key])
     order = list(profile.filters or ())
-    groups = dict(sorted(groups.items(),
-                         key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order),
-                                         kv[0])))
+    groups = dict(sorted(groups.items(), key=lambda kv: (
+        order.index(kv[1][0].filter) if kv[1][0].filter in order else len(order), kv[0])))
     return ScanResult(groups=groups, rejected=rejected, warnings=warnings)
 
 

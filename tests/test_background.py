@@ -1,5 +1,7 @@
 """Tests of the global background estimators (opticam_like.background)."""
 
+import importlib.util
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -13,10 +15,23 @@ from scipy.ndimage import zoom
 
 from opticam_like.background import (DefaultBackground, MeshBackground,
                                      PhotutilsBackground, SExtractorExactBackground)
+from opticam_like.background import clipping
 from opticam_like.background.clipping import BoxGrid, _kernel_inputs, box_statistics
 from opticam_like.background.upsample import SplineUpsampler
 
 NTT = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "sep_ntt_emmi_sextractor_ref"
+NO_C_KERNEL = ("the C kernel opticam_like.background._boxstats is not built (installed "
+               "without a C compiler): only the NumPy implementation is tested")
+needs_c_kernel = pytest.mark.skipif("c" not in clipping.BACKENDS, reason=NO_C_KERNEL)
+
+
+@pytest.fixture(params=["c", "numpy"])
+def backend(request, monkeypatch):
+    """Each implementation of the box statistics in turn, as the default."""
+    if request.param not in clipping.BACKENDS:
+        pytest.skip(NO_C_KERNEL)
+    monkeypatch.setattr(clipping, "BACKEND", request.param)
+    return request.param
 
 
 def _star_field(rng, shape, sky=1000.0, noise=None, n_stars=30, poisson=True):
@@ -65,7 +80,7 @@ def _config(seed):
 
 
 @pytest.mark.parametrize("seed", range(36))
-def test_matches_photutils(seed):
+def test_matches_photutils(seed, backend):
     """Maps, meshes and medians agree with Background2D to 1e-3 of the rms."""
     data, box, mask, coverage, params = _config(seed)
     with warnings.catch_warnings():
@@ -182,15 +197,20 @@ KERNEL_CASES = ["gaussian", "stars", "low_counts", "sparse_counts", "cauchy", "b
                 "constant", "steep_gradient", "masked", "nonfinite", "float64_offset"]
 
 
-@pytest.mark.parametrize("name", KERNEL_CASES)
-def test_box_statistics_equal_direct_computation(name):
-    """The C kernel gives the obvious float64 computation's numbers (to 1e-9 rms)."""
-    from opticam_like.background import _boxstats
-
-    data, invalid, box = _kernel_case(name, np.random.default_rng(KERNEL_CASES.index(name)))
+def _run_kernel(backend, data, invalid, box):
+    """Background, rms and pixel counts of every box from one implementation."""
     size = BoxGrid(data.shape, box).mesh_shape
     bkg, rms, n_good = np.empty(size), np.empty(size), np.empty(size, np.int64)
-    _boxstats.box_statistics(*_kernel_inputs(data, invalid), *box, 3.0, 10, bkg, rms, n_good)
+    clipping._KERNELS[backend](*_kernel_inputs(data, invalid), *box, 3.0, 10, bkg, rms,
+                               n_good)
+    return bkg, rms, n_good
+
+
+@pytest.mark.parametrize("name", KERNEL_CASES)
+def test_box_statistics_equal_direct_computation(name, backend):
+    """Each implementation gives the obvious float64 computation's numbers (to 1e-9 rms)."""
+    data, invalid, box = _kernel_case(name, np.random.default_rng(KERNEL_CASES.index(name)))
+    bkg, rms, n_good = _run_kernel(backend, data, invalid, box)
     ref_bkg, ref_rms, ref_n = _reference_statistics(data, invalid, box)
     np.testing.assert_array_equal(n_good, ref_n)
     # 1e-9 of the rms, or a few float64 ulps of the level (float64_offset).
@@ -199,6 +219,82 @@ def test_box_statistics_equal_direct_computation(name):
     np.testing.assert_allclose(rms, ref_rms, rtol=0, atol=atol)
 
 
+def _underflow_case(kind):
+    """float64 boxes of 32 x 32 whose spread underflows (steps of 1e-310).
+
+    ``"constant"``: a constant plus subnormal steps, so that the standard
+    deviation underflows to 0 as well. ``"subsample"``: unit noise, except on
+    the kernel's 8 x 8 sub-sample of each box (every 4th pixel from the 3rd),
+    which holds subnormal steps around 0: the C kernel's rough sigma
+    underflows and the inverse of its bin width would overflow.
+    """
+    rng = np.random.default_rng(12)
+    shape = (96, 96)
+    if kind == "constant":
+        data = np.full(shape, 1e-300)
+        steps = rng.random(shape) < 0.3
+    else:
+        data = rng.normal(0.0, 1.0, shape)
+        steps = np.zeros(shape, bool)
+        steps[2::4, 2::4] = True
+        data[steps] = 0.0
+    data[steps] += rng.integers(-3, 4, int(steps.sum())) * 1e-310
+    return data
+
+
+@pytest.mark.parametrize("kind", ["constant", "subsample"])
+def test_box_statistics_underflowing_spread(kind, backend):
+    """Boxes whose spread is below the float64 normal range: the direct computation's numbers."""
+    data = _underflow_case(kind)
+    bkg, rms, n_good = _run_kernel(backend, data, None, (32, 32))
+    ref_bkg, ref_rms, ref_n = _reference_statistics(data, None, (32, 32))
+    np.testing.assert_array_equal(n_good, ref_n)
+    assert (n_good > 700).all()
+    np.testing.assert_allclose(bkg, ref_bkg, rtol=0, atol=1e-9 * float(np.median(ref_rms))
+                               + 8 * np.spacing(1e-300))
+    np.testing.assert_allclose(rms, ref_rms, rtol=0, atol=1e-9 * float(np.median(ref_rms)))
+    if kind == "constant":
+        assert (rms == 0).all() and (bkg == 1e-300).all()
+    else:
+        assert np.all((rms > 0.85) & (rms < 1.0))     # unit noise, 1 in 16 pixels at 0
+
+
+@needs_c_kernel
+@pytest.mark.parametrize("seed", range(36))
+def test_backends_agree(seed):
+    """C kernel and NumPy implementation agree to 1e-6 of the rms, pixel counts exactly."""
+    data, box, mask, coverage, _ = _config(seed)
+    invalid = mask if coverage is None else (coverage if mask is None else mask | coverage)
+    grid = BoxGrid(data.shape, tuple(np.broadcast_to(box, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        c, ours = (box_statistics(data, invalid, grid, backend=b) for b in ("c", "numpy"))
+    tol = 1e-6 * float(np.nanmedian(c.rms))
+    np.testing.assert_array_equal(ours.n_good, c.n_good)
+    np.testing.assert_allclose(ours.background, c.background, rtol=0, atol=tol)
+    np.testing.assert_allclose(ours.rms, c.rms, rtol=0, atol=tol)
+    assert ours.background.dtype == c.background.dtype
+
+
+def test_numpy_fallback_when_kernel_missing(caplog, monkeypatch):
+    """Without the built extension clipping imports, logs it and uses NumPy."""
+    spec = importlib.util.spec_from_file_location("clipping_without_kernel", clipping.__file__)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "opticam_like.background._boxstats", None)  # not built
+    with caplog.at_level(logging.INFO, logger="clipping_without_kernel"):
+        spec.loader.exec_module(module)
+    assert module.BACKEND == "numpy" and module.BACKENDS == ("numpy",)
+    assert any("NumPy implementation" in r.getMessage() and r.levelno == logging.INFO
+               for r in caplog.records)
+    rng = np.random.default_rng(13)
+    data = rng.normal(100.0, 2.0, (64, 96)).astype(np.float32)
+    stats = module.box_statistics(data, None, module.BoxGrid(data.shape, (32, 32)))
+    assert stats.n_coreless == 0 and np.all(np.abs(stats.background - 100) < 0.5)
+    with pytest.raises(ValueError, match="backend"):
+        module.box_statistics(data, None, module.BoxGrid(data.shape, (32, 32)), backend="c")
+
+
+@needs_c_kernel
 def test_box_statistics_paths():
     """Ordinary sky takes the fast path; sparse counts the path without a core."""
     rng = np.random.default_rng(3)
@@ -208,7 +304,7 @@ def test_box_statistics_paths():
     assert box_statistics(sparse, None, BoxGrid(sparse.shape, (32, 32))).n_coreless == 16
 
 
-def test_box_statistics_exclusion_and_dtype():
+def test_box_statistics_exclusion_and_dtype(backend):
     """Boxes at or below the threshold are NaN; float32 in, float32 out."""
     rng = np.random.default_rng(8)
     data = rng.normal(10, 1, (64, 64)).astype(np.float32)
@@ -224,7 +320,7 @@ def test_box_statistics_exclusion_and_dtype():
                           BoxGrid(data.shape, (32, 32))).background.dtype == np.float64
 
 
-def test_box_statistics_any_layout():
+def test_box_statistics_any_layout(backend):
     """Strided, reversed, Fortran-ordered, big-endian and integer inputs."""
     rng = np.random.default_rng(9)
     base = _star_field(rng, (120, 260), n_stars=15).astype(np.float32)
@@ -249,6 +345,7 @@ def test_box_statistics_any_layout():
             counts.astype(np.float32), None, BoxGrid(counts.shape, (32, 32))).background)
 
 
+@needs_c_kernel
 def test_kernel_rejects_bad_arguments():
     """The C entry point checks what it is given."""
     from opticam_like.background import _boxstats
@@ -334,7 +431,7 @@ def test_lazy_attributes_and_plot():
     plt.close(fig)
 
 
-def test_nonfinite_values_are_masked_with_warning():
+def test_nonfinite_values_are_masked_with_warning(backend):
     rng = np.random.default_rng(5)
     data = _star_field(rng, (192, 192)).astype(np.float32)
     bad = rng.random(data.shape) < 0.02

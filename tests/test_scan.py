@@ -89,3 +89,41 @@ def test_acquisition_order_reveals_backward_time_stamps(tmp_path):
     assert flags["run_8.fits"] == PhotFlag.BAD_TIME or flags["run_7.fits"] == PhotFlag.BAD_TIME
     assert sum(1 for v in flags.values() if v) == 2
     assert Time([i.time for i in infos]).argsort().tolist() == list(range(10))
+
+
+def test_a_filter_of_two_cameras_is_split(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(4):
+        for cam in ("C1", "C2"):
+            write_opticam_frame(folder / f"{cam}_{i}.fits", CAMERA=cam,
+                                GPSTIME=f"2024-01-01 00:00:{i:02d}.000000")
+    result = scan_frames([folder], load_profile("opticam"))
+    assert {k: {i.camera for i in v} for k, v in result.groups.items()} == {
+        "g-C1": {"C1"}, "g-C2": {"C2"}}
+    assert any("reduced as separate groups g-C1, g-C2" in w for w in result.warnings)
+
+
+def test_camera_subdirectories_without_camera_keyword(tmp_path):
+    """OPTICAM's layout: one directory per camera and no CAMERA keyword; the scan looks into
+    c1/c2/c3 (any case) and takes the camera from the directory when the filter is unknown."""
+    for folder, band in (("c1", "g"), ("C2", "Halpha"), ("camera3", "i")):
+        (tmp_path / "night" / folder).mkdir(parents=True)
+        for i in range(3):
+            write_opticam_frame(tmp_path / "night" / folder / f"{i}.fits", CAMERA=None,
+                                FILTER=band, GPSTIME=f"2024-01-01 00:00:{i:02d}.000000")
+    (tmp_path / "night" / "other").mkdir()
+    write_opticam_frame(tmp_path / "night" / "other" / "x.fits")
+    result = scan_frames([tmp_path / "night"], load_profile("opticam"))
+    found = {k: [(i.camera, i.camera_source) for i in v] for k, v in result.groups.items()}
+    assert found == {"g": [("C1", "filter")] * 3, "i": [("C3", "filter")] * 3,
+                     "Halpha": [("C2", "directory")] * 3}
+    assert list(result.frame_table()["camera_source"][:3]) == ["filter"] * 3
+
+
+def test_a_directory_given_twice_is_scanned_once(tmp_path):
+    folder = _night(tmp_path / "data", n=3)
+    (folder / "c1").mkdir()
+    write_opticam_frame(folder / "c1" / "late.fits", GPSTIME="2024-01-01 00:00:09.500000")
+    result = scan_frames([folder, folder / "c1", folder], load_profile("opticam"))
+    assert [len(v) for v in result.groups.values()] == [4, 3]

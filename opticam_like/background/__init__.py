@@ -1,7 +1,9 @@
 """Background estimation: global 2-D maps of the sky and its rms.
 
 * `DefaultBackground`: our own photutils-equivalent SExtractor-style mesh
-  background (fast; the pipeline default); result `MeshBackground`.
+  background (fast; the pipeline default); result `MeshBackground`. Its box
+  statistics use an optional C kernel, or NumPy where it was not built (see
+  `opticam_like.background.clipping`).
 * `PhotutilsBackground`: a real ``photutils.background.Background2D`` with
   any photutils estimators.
 * `SExtractorExactBackground`: SExtractor's own algorithm (via ``sep``).

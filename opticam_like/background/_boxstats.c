@@ -46,6 +46,11 @@
  * of step 1 only affect the cost). On x86-64 the first pass does four pixels
  * at a time with SSE2 where it can (same arithmetic, lane by lane).
  *
+ * Non-finite values are recognised by their exponent bits, and no NaN or
+ * infinity is computed or compared, so the kernel stays correct when built
+ * with -ffast-math (which lets the compiler assume that no value is NaN or
+ * infinite and fold tests such as isfinite(v) or v - v == 0 to true).
+ *
  * References: Bertin & Arnouts 1996, A&AS 117, 393 (SExtractor background);
  * photutils Background2D, SExtractorBackground, StdBackgroundRMS; astropy
  * SigmaClip.
@@ -54,6 +59,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,6 +84,9 @@
 #define SUBSAMPLE_SIDE 8
 /* Fewer valid sub-sampled pixels than this: no core. */
 #define MIN_SUBSAMPLE 16
+/* A rough sigma below this (float64 data whose spread underflows) would make
+ * the bin width subnormal and its inverse overflow: no core. */
+#define MIN_SPREAD (NBINS / (2.0 * HIST_HALF_WIDTH) * DBL_MIN)
 /* Narrowings of the core before doing without one. */
 #define MAX_RETRIES 3
 /* A narrowed core stays this fraction of the interval half width inside it. */
@@ -151,6 +160,30 @@ typedef struct {
     Py_ssize_t n;
     double mean, std, median;
 } SetStats;
+
+/* ------------------------------------------------------------------------ */
+/* IEEE 754 bits (the tests hold under -ffast-math)                          */
+
+#define EXPONENT_BITS 0x7ff0000000000000ULL
+
+/* Whether v is finite: its exponent is not all ones. */
+static inline int
+is_finite(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & EXPONENT_BITS) != EXPONENT_BITS;
+}
+
+/* A quiet NaN, built from its bits. */
+static inline double
+quiet_nan(void)
+{
+    uint64_t u = 0x7ff8000000000000ULL;
+    double v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Selection and sorting of doubles                                          */
@@ -304,7 +337,7 @@ NAME(const Image *im, const Box *b, double *out)                              \
                                              : NULL;                          \
         for (Py_ssize_t x = b->x0 + sx / 2; x < b->x1; x += sx) {             \
             double v = (double)row[x];                                        \
-            if ((mrow == NULL || !mrow[x]) && isfinite(v)) out[n++] = v;      \
+            if ((mrow == NULL || !mrow[x]) && is_finite(v)) out[n++] = v;     \
         }                                                                     \
     }                                                                         \
     return n;                                                                 \
@@ -357,7 +390,7 @@ narrow_window(Scratch *s, const Frame *f)
 #define SCAN_IF_VALID(X, VALID, S1, S2)                                       \
     do {                                                                      \
         double vx_ = (double)row[X];                                          \
-        if ((VALID) && vx_ - vx_ == 0.0) {                                    \
+        if ((VALID) && is_finite(vx_)) {                                      \
             double dx_ = vx_ - pivot;                                         \
             SCAN_PIXEL(dx_, S1, S2);                                          \
         }                                                                     \
@@ -456,7 +489,7 @@ NAME(const Image *im, const Box *b, double pivot, const Frame *f, Scratch *s) \
                                              : NULL;                          \
         for (Py_ssize_t x = b->x0; x < b->x1; x++) {                          \
             double v = (double)row[x];                                        \
-            if ((mrow != NULL && mrow[x]) || v - v != 0.0) continue;          \
+            if ((mrow != NULL && mrow[x]) || !is_finite(v)) continue;         \
             PLACE(v - pivot, bin_of(v - pivot, origin, inv_width));           \
         }                                                                     \
     }                                                                         \
@@ -469,18 +502,23 @@ NAME(const Image *im, const Box *b, double pivot, const Frame *f, Scratch *s) \
  * candidates stay scalar. Returns the number of pixels done (0 without SSE2:
  * the scalar loop does the row). */
 #if defined(__SSE2__) || defined(_M_X64)
+/* Whether any of the 32-bit lanes of X has all the bits of E set (integer
+ * arithmetic: an exponent of all ones marks a non-finite value). */
+#define ANY_EXPONENT_FULL(X, E)                                               \
+    _mm_movemask_epi8(_mm_cmpeq_epi32(_mm_and_si128(X, E), E))
 /* Load four pixels as two pairs of doubles; break out of the loop if one
- * of them is not finite (v - v is then NaN). */
+ * of them is not finite. For float64 only the high halves hold exponents. */
 #define LOAD_F32(ROW, X, LO, HI)                                              \
     __m128 v_ = _mm_loadu_ps((ROW) + (X));                                    \
-    if (_mm_movemask_ps(_mm_cmpunord_ps(_mm_sub_ps(v_, v_), v_))) break;      \
+    if (ANY_EXPONENT_FULL(_mm_castps_si128(v_), _mm_set1_epi32(0x7f800000))) break; \
     LO = _mm_cvtps_pd(v_);                                                    \
     HI = _mm_cvtps_pd(_mm_movehl_ps(v_, v_))
 #define LOAD_F64(ROW, X, LO, HI)                                              \
     LO = _mm_loadu_pd((ROW) + (X));                                           \
     HI = _mm_loadu_pd((ROW) + (X) + 2);                                       \
-    if (_mm_movemask_pd(_mm_or_pd(_mm_cmpunord_pd(_mm_sub_pd(LO, LO), LO),    \
-                                  _mm_cmpunord_pd(_mm_sub_pd(HI, HI), HI)))) break
+    if ((ANY_EXPONENT_FULL(_mm_castpd_si128(LO), _mm_set1_epi64x(EXPONENT_BITS)) \
+         | ANY_EXPONENT_FULL(_mm_castpd_si128(HI), _mm_set1_epi64x(EXPONENT_BITS))) \
+        & 0xf0f0) break
 /* Pass 1's candidate step for the pixel in one lane of D (STORE picks the
  * lane), of bin K. */
 #define KEEP(STORE, D, K)                                                     \
@@ -618,8 +656,8 @@ split_box(const Image *im, const Box *b, double pivot, const Frame *f,
     sp->core_s1 = no_core ? 0.0 : c1s;
     sp->core_s2 = no_core ? 0.0 : c2s;
     /* Half a bin of margin covers the rounding of the bin computation. */
-    sp->core_lo = no_core ? INFINITY : f->origin + (c0 - 0.5) * width;
-    sp->core_hi = no_core ? -INFINITY : f->origin + (c1 + 1.5) * width;
+    sp->core_lo = no_core ? DBL_MAX : f->origin + (c0 - 0.5) * width;
+    sp->core_hi = no_core ? -DBL_MAX : f->origin + (c1 + 1.5) * width;
     sp->tails = s->tails;
     sp->n_tails = nt;
     sp->band = s->band;
@@ -696,7 +734,7 @@ set_stats(const Split *sp, double lo, double hi, SetStats *out)
     s2 += s2b;
     out->n = n;
     if (n == 0) {
-        out->mean = out->std = out->median = NAN;
+        out->mean = out->std = out->median = 0.0;     /* not used */
         return OK;
     }
     Py_ssize_t r0 = below + (n - 1) / 2 - sp->band_rank;
@@ -716,7 +754,7 @@ sigma_clip(const Split *sp, double sigma, int maxiters, int intersect,
            SetStats *out, double *cut_lo, double *cut_hi)
 {
     SetStats cur, next;
-    double lo = -INFINITY, hi = INFINITY, last_lo = lo, last_hi = hi;
+    double lo = -DBL_MAX, hi = DBL_MAX, last_lo = lo, last_hi = hi;     /* all finite values */
     int status = set_stats(sp, lo, hi, &cur);
     if (status != OK) return status;
     for (int it = 0; it < maxiters && cur.n > 0;) {
@@ -773,7 +811,7 @@ subsample_spread(const Image *im, const Box *b, Scratch *s, double hint, double 
         }
         spread = (hi - lo) / 8.0;
     }
-    return isfinite(spread) ? spread : 0.0;
+    return is_finite(spread) ? spread : 0.0;
 }
 
 /* Bins holding ranks r0 <= r1 <= r2. */
@@ -810,6 +848,7 @@ box_stats(const Image *im, const Box *b, const Box *next, double sigma, int maxi
     s->spread_hint = 0.0;
     Frame f = {0.0, 0.0, 0.0};          /* every value in bin 0 */
     memset(s->is_cand, 1, NKINDS);
+    if (spread < MIN_SPREAD) spread = 0.0;
     if (spread > 0.0) {
         f.radius = HIST_HALF_WIDTH * spread;
         f.inv_width = NBINS / (2.0 * f.radius);
@@ -828,7 +867,7 @@ box_stats(const Image *im, const Box *b, const Box *next, double sigma, int maxi
     Py_ssize_t n = 0;
     for (int k = 0; k < NKINDS; k++) n += s->hist[k];
     *n_good = 0;
-    *bkg = *rms = NAN;
+    *bkg = *rms = quiet_nan();
     if (n == 0) return 0;
 
     Split sp;

@@ -40,8 +40,9 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .. import __version__
-from ..frames import FrameError, image_hdu, open_fits, is_fits_file, read_header
+from ..frames import FrameError, image_hdu, open_fits, read_header
 from ..instruments import load_profile
+from ..scan import ReductionError, find_frames
 from .combine import DEFAULT_MEMORY_LIMIT, chunked_combine
 from .sections import header_sections, overscan_level
 
@@ -181,14 +182,25 @@ class _Options:
                 "profile": repr(self.profile), "version": __version__}
 
 
-def _collect(source, kind):
-    """FITS files of a source (directory, file, or list of files)."""
+def _collect(source, kind, profile):
+    """FITS files of a source (directory, file, or list of files).
+
+    A directory gives its FITS files, and those of its sub-directories ``c1``, ``c2``, ...
+    when the profile takes cameras from directories; entries that cannot be read (broken or
+    looping symbolic links, special files) are skipped with a :class:`CalibrationWarning`.
+    """
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and is_fits_file(p))
+            try:
+                files, unreadable = find_frames([path], profile.camera_directories)
+            except ReductionError as exc:
+                raise CalibrationError(f"{kind} frames: {exc}") from None
+            for failure in unreadable:
+                warnings.warn(f"{kind} frame skipped: {failure.path}: {failure.reason}",
+                              CalibrationWarning, stacklevel=3)
             if not files:
                 raise CalibrationError(f"{path}: no FITS file for the {kind} frames")
             return files
@@ -427,10 +439,15 @@ def build_masters(bias=None, dark=None, flat=None, *, profile="opticam", cache_d
     Parameters
     ----------
     bias, dark, flat : str, Path, list of them, or None
-        A directory (its FITS files), one file or a list of files per kind. Files whose image
-        type names another kind are ignored with a warning.
+        A directory (its FITS files, and those of its ``c1``, ``c2``, ... sub-directories when
+        the profile takes cameras from directories), one file or a list of files per kind.
+        Files whose image type names another kind are ignored with a warning.
     profile : InstrumentProfile or str
         How to read the headers. Bias and dark frames need no filter, bias frames no exposure.
+        Frames are grouped by camera as the profile identifies it (header keyword, filter or
+        directory; see :mod:`opticam_like.instruments`), so that the cameras of a
+        multi-camera instrument are never combined together even when the headers carry no
+        camera keyword; a frame whose camera cannot be told is skipped with a warning.
     cache_directory : str or Path
         Where the masters are written (created if needed); must not be inside an input
         directory.
@@ -459,7 +476,7 @@ def build_masters(bias=None, dark=None, flat=None, *, profile="opticam", cache_d
     """
     options = _Options(Path(cache_directory), load_profile(profile), biassec_keyword,
                        trimsec_keyword, method, sigma, int(maxiters), int(memory_limit))
-    files = {kind: _collect(source, kind)
+    files = {kind: _collect(source, kind, options.profile)
              for kind, source in zip(MASTER_KINDS, (bias, dark, flat))}
     _check_cache_directory(options.cache_directory, [p for f in files.values() for p in f])
     options.cache_directory.mkdir(parents=True, exist_ok=True)
