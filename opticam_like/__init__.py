@@ -10,36 +10,63 @@ Quick start::
     red.photometry(ol.AperturePhotometer(local_background=ol.AnnulusBackground()))
     lc = ol.DifferentialPhotometer("night/reduced").get_relative_light_curve(
         "g", target=2, comparisons=[1, 3])
+
+Importing the package is fast and has no side effect: the public names below are loaded
+from their modules on first use (PEP 562, as scientific Python's SPEC 1), astropy's
+configuration is left alone (the IERS tables are set inside the functions that need them,
+:func:`opticam_like.timing.offline_iers`), and matplotlib, astroalign and the simulator
+(``generate_*``, from the separate ``data_generator`` package) are imported only when used.
+Log messages go to the ``opticam_like`` logger hierarchy
+(``logging.getLogger("opticam_like").setLevel(...)``).
 """
 
-__version__ = "0.1.0"
+import importlib
 
-from .timing import configure_offline_iers
+from ._version import __version__
+from .errors import (AlignmentError, ConfigError, FrameError, MissingOutputError,
+                     OpticamLikeError, ReductionError)
 
-configure_offline_iers()
+_LAZY = {
+    "Reducer": "opticam_like.reducer",
+    "Settings": "opticam_like.settings",
+    "InstrumentProfile": "opticam_like.instruments",
+    "load_profile": "opticam_like.instruments",
+    "FrameInfo": "opticam_like.frames",
+    "read_frame": "opticam_like.frames",
+    "read_header": "opticam_like.frames",
+    "PhotFlag": "opticam_like.flags",
+    "decode_flags": "opticam_like.flags",
+    "DefaultBackground": "opticam_like.background",
+    "PhotutilsBackground": "opticam_like.background",
+    "SExtractorExactBackground": "opticam_like.background",
+    "AnnulusBackground": "opticam_like.background.local",
+    "DefaultFinder": "opticam_like.detection",
+    "AperturePhotometer": "opticam_like.photometry.photometers",
+    "OptimalPhotometer": "opticam_like.photometry.optimal",
+    "PSFPhotometer": "opticam_like.photometry.psf",
+    "CalibrationSet": "opticam_like.calibration",
+    "calibrate": "opticam_like.calibration",
+    "DifferentialPhotometer": "opticam_like.lightcurves",
+    "Analyzer": "opticam_like.analysis",
+    "generate_observations": "data_generator",
+    "generate_biases": "data_generator",
+    "generate_darks": "data_generator",
+    "generate_flats": "data_generator",
+}
+"""Public name -> module it is loaded from on first use."""
 
-from .instruments import InstrumentProfile, ConfigError, load_profile  # noqa: E402
-from .frames import FrameInfo, FrameError, read_frame, read_header  # noqa: E402
-from .flags import PhotFlag, decode_flags  # noqa: E402
-from .background import (DefaultBackground, PhotutilsBackground,  # noqa: E402
-                         SExtractorExactBackground)
-from .background.local import AnnulusBackground  # noqa: E402
-from .detection import DefaultFinder  # noqa: E402
-from .photometry.photometers import AperturePhotometer  # noqa: E402
-from .photometry.optimal import OptimalPhotometer  # noqa: E402
-from .photometry.psf import PSFPhotometer  # noqa: E402
-from .calibration import CalibrationSet, calibrate  # noqa: E402
-from .lightcurves import DifferentialPhotometer  # noqa: E402
-from .scan import ReductionError  # noqa: E402
-from .reducer import Reducer  # noqa: E402
-from .analysis import Analyzer  # noqa: E402
-from data_generator import (generate_observations, generate_biases, generate_darks,  # noqa: E402
-                            generate_flats)
+__all__ = [*_LAZY, "OpticamLikeError", "ConfigError", "ReductionError", "FrameError",
+           "AlignmentError", "MissingOutputError", "__version__"]
 
-__all__ = ["Reducer", "DefaultBackground", "PhotutilsBackground", "SExtractorExactBackground",
-           "AnnulusBackground", "DefaultFinder", "AperturePhotometer", "OptimalPhotometer",
-           "PSFPhotometer", "CalibrationSet", "calibrate", "DifferentialPhotometer", "Analyzer", "InstrumentProfile",
-           "ConfigError", "ReductionError", "FrameError", "FrameInfo", "PhotFlag",
-           "decode_flags", "load_profile", "read_frame", "read_header",
-           "generate_observations", "generate_biases", "generate_darks", "generate_flats",
-           "__version__"]
+
+def __getattr__(name):
+    """Load a public name from its module on first use (and keep it)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

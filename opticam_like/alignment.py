@@ -19,6 +19,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .errors import AlignmentError
+
 __all__ = [
     "AlignmentError",
     "StackAccumulator",
@@ -27,25 +29,12 @@ __all__ = [
     "warp_to_reference",
 ]
 
-METHODS = ("offset_vote", "astroalign", "translation", "identity")
-"""Values of :attr:`Transform.method`."""
+METHODS = ("offset_vote", "astroalign", "translation", "identity", "interpolated")
+"""Values of :attr:`Transform.method` (``'interpolated'``: between the transforms of the
+neighbouring aligned frames, for a frame that could not be aligned)."""
 
 _RAYLEIGH_MEDIAN = math.sqrt(2.0 * math.log(2.0))
 """Median of the length of a 2-D Gaussian error vector, in units of the per-axis sigma."""
-
-
-class AlignmentError(Exception):
-    """No reliable transform exists between a frame and the reference.
-
-    Parameters
-    ----------
-    reason : str
-        Human-readable reason, e.g. ``"only 2 stars matched (need 3)"``; also ``.reason``.
-    """
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +48,7 @@ class Transform:
     matrix : array_like, shape (3, 3) or (2, 3)
         Affine matrix; a (2, 3) matrix gets the row ``(0, 0, 1)`` appended. Stored read-only.
     method : str
-        How it was found: ``'astroalign'``, ``'translation'`` or ``'identity'``.
+        How it was found: one of :data:`METHODS`.
     n_matches : int
         Number of stars used in the final fit.
     rms : float
@@ -163,7 +152,8 @@ class Transform:
                 and float(m[0, 2]).is_integer() and float(m[1, 2]).is_integer())
 
     def to_dict(self):
-        """Row of a transforms table.
+        """Record of a transforms table (``cat/transforms_{filter}.ecsv``, see
+        :data:`opticam_like.schema.TRANSFORM_COLUMNS`).
 
         Returns
         -------

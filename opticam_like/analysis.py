@@ -16,15 +16,21 @@ Conventions
   logged and kept in :attr:`Analyzer.n_excluded`.
 * Power and cross spectra are averaged over segments of equal length that lie inside good time
   intervals (:func:`opticam_like.timing.good_time_intervals`), on a regular grid of the
-  (coarsest) cadence; nothing is interpolated across gaps.
+  (coarsest) cadence; nothing is interpolated across gaps. The gridded bands are stingray
+  light curves whose GTIs are the segments, and the averaging is stingray's
+  (`~stingray.AveragedPowerspectrum`, `~stingray.AveragedCrossspectrum`);
+  :meth:`Analyzer.to_stingray` gives a band as a `stingray.Lightcurve`. stingray is imported
+  on first use (its import takes seconds).
 * **Lag sign**: a positive phase or time lag of ``band2`` with respect to ``band1`` means that
   ``band2`` lags (varies later than) ``band1``. For ``flux_b = 1 + A sin(2 pi f t - lag_b)``
   the measured phase lag is ``lag_band2 - lag_band1``.
 """
 
+from contextlib import contextmanager
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+import warnings
 
 import numpy as np
 from astropy import units as u
@@ -33,12 +39,11 @@ from astropy.time import Time, TimeDelta
 from astropy.timeseries import LombScargle
 from scipy.optimize import minimize_scalar
 
+from .errors import ConfigError, MissingOutputError
+from .schema import TIME_COLUMNS, light_curve_paths
 from .timing import good_time_intervals, intersect_gtis
 
 __all__ = ["Analyzer", "TIME_COLUMNS", "phase_bin"]
-
-TIME_COLUMNS = {"bjd_tdb": ("jd", "tdb"), "bmjd_tdb": ("mjd", "tdb"), "mjd_utc": ("mjd", "utc")}
-"""Standard time columns of light curves: name -> (format, scale) of plain-number columns."""
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +179,48 @@ def _log_groups(n_frequencies, log_rebin):
 
 
 def _group_mean(values, groups):
-    """Mean of ``values`` (segments x frequencies) over segments and over each group."""
-    counts = np.bincount(groups) * values.shape[0]
-    total = np.bincount(groups, values.sum(axis=0).real)
+    """Mean of ``values`` (shape ``(n,)``, real or complex) in each group, and the group sizes."""
+    counts = np.bincount(groups)
+    total = np.bincount(groups, values.real)
     if np.iscomplexobj(values):
-        total = total + 1j * np.bincount(groups, values.sum(axis=0).imag)
+        total = total + 1j * np.bincount(groups, values.imag)
     return total / counts, counts
+
+
+@contextmanager
+def _stingray_quiet():
+    """Silence stingray's warnings: at import about numba, then that it assumes Poisson errors,
+    and about the Poisson-based lag errors that `AveragedCrossspectrum` computes on creation
+    (NaN for relative fluxes; :meth:`Analyzer.cross_spectrum` computes its own errors)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="stingray")
+        yield
+
+
+def _segment_starts(gtis, dt, n_bins):
+    """Start times of segments of ``n_bins`` bins of width ``dt``, laid end to end from the start
+    of each good time interval (shape ``(n_gti, 2)``); the ones that fit, sorted."""
+    lengths = np.floor((gtis[:, 1] - gtis[:, 0]) / dt + 1e-6).astype(int) // n_bins
+    return np.concatenate([np.empty(0)] + [start + np.arange(n) * n_bins * dt
+                                           for start, n in zip(gtis[:, 0], lengths)])
+
+
+def _grid(data, starts, dt, n_bins):
+    """Mean flux, its variance and the number of points of a band in the bins
+    ``[start + k dt, start + (k + 1) dt)``, ``k < n_bins``, of each of the sorted,
+    non-overlapping segment ``starts``; arrays of shape ``(n_starts, n_bins)`` (NaN when empty)."""
+    segment = np.searchsorted(starts, data.seconds, side="right") - 1
+    offset = data.seconds - starts[np.maximum(segment, 0)]
+    inside = (segment >= 0) & (offset < n_bins * dt)
+    index = (segment[inside] * n_bins
+             + np.minimum((offset[inside] / dt).astype(int), n_bins - 1))
+    size = starts.size * n_bins
+    counts = np.bincount(index, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flux = np.bincount(index, data.flux[inside], minlength=size) / counts
+        variance = np.bincount(index, data.error[inside] ** 2, minlength=size) / counts**2
+    shape = (starts.size, n_bins)
+    return flux.reshape(shape), variance.reshape(shape), counts.reshape(shape)
 
 
 class Analyzer:
@@ -252,37 +293,44 @@ class Analyzer:
         self.frequency_unit = u.Unit(frequency_unit)
 
     @classmethod
-    def from_directory(cls, reduced_dir, target=None, **kwargs):
-        """Read ``relative_light_curves/*.ecsv`` of a reduction folder.
+    def from_directory(cls, reduced_dir, target=None, photometer=None, **kwargs):
+        """Read the relative light curves of a reduction folder.
 
         Parameters
         ----------
         reduced_dir : str or Path
             The reduction's output folder.
         target : int or str or None
-            Read only ``{band}_{target}.ecsv`` files; needed when a band has several targets.
+            Read only the light curves of this target (files named by
+            :func:`opticam_like.schema.light_curve_name`,
+            ``relative_light_curves/{band}_{target}_{photometer}.ecsv``); needed when a band
+            has several targets.
+        photometer : str or None
+            Read only the light curves of this photometer; needed when a band has light curves
+            of several photometers.
         **kwargs
             Passed to :class:`Analyzer`.
 
         Raises
         ------
-        FileNotFoundError
-            If no light curve is found.
-        ValueError
-            If a band has more than one light curve (give ``target``).
+        MissingOutputError
+            If no light curve is found (a ``FileNotFoundError``).
+        ConfigError
+            If a band has more than one light curve (give ``target`` or ``photometer``; a
+            ``ValueError``).
         """
-        folder = Path(reduced_dir) / "relative_light_curves"
-        pattern = "*.ecsv" if target is None else f"*_{target}.ecsv"
-        paths = sorted(folder.glob(pattern))
+        paths = light_curve_paths(reduced_dir, target, photometer)
         if not paths:
-            raise FileNotFoundError(f"no light curve {pattern} in {folder}")
+            raise MissingOutputError(f"no light curve of target {target or 'any'} and "
+                                    f"photometer {photometer or 'any'} in "
+                                    f"{Path(reduced_dir) / 'relative_light_curves'}")
         tables, sources = {}, {}
         for path in paths:
             table = Table.read(path)
             band = table.meta.get("filter", path.stem.split("_")[0])
             if band in tables:
-                raise ValueError(f"band {band!r} has several light curves ({sources[band].name}, "
-                                 f"{path.name}); pass target=")
+                raise ConfigError(f"band {band!r} has several light curves ({sources[band].name}, "
+                                 f"{path.name}); pass target= or photometer=")
             tables[band], sources[band] = table, path
         return cls(tables, **kwargs)
 
@@ -407,14 +455,73 @@ class Analyzer:
         return ((refined * u.Hz).to(self.frequency_unit),
                 (sigma * u.Hz).to(self.frequency_unit))
 
-    # --- regular segments --------------------------------------------------------------------
+    # --- regular segments: stingray light curves ---------------------------------------------
+
+    def to_stingray(self, band=None, dt=None):
+        """The band as a `stingray.Lightcurve` on a regular grid inside its good time intervals.
+
+        The points are averaged in bins ``[start + k dt, start + (k + 1) dt)`` counted from the
+        start of each good time interval (:func:`opticam_like.timing.good_time_intervals`).
+        Empty bins are left out and split the intervals, so that every GTI of the result is
+        evenly sampled, as stingray's segment averaging requires; nothing is interpolated.
+
+        Parameters
+        ----------
+        band : str or None
+            Band (may be omitted when there is only one).
+        dt : float or Quantity or None
+            Bin width (seconds if a plain number); default the band's median cadence.
+
+        Returns
+        -------
+        `stingray.Lightcurve`
+            ``time``: bin centres in seconds since :attr:`reference_time` (``mjdref`` is its MJD
+            in the scale of :attr:`time_column`); ``countrate``: mean relative flux of the bin;
+            ``countrate_err``: ``sqrt(sum err^2) / k`` of its ``k`` points;
+            ``counts = countrate * dt``; ``err_dist = "gauss"``; ``gti``: shape ``(n_gti, 2)``,
+            seconds.
+
+        Raises
+        ------
+        ValueError
+            If ``dt`` is not positive or longer than every good time interval.
+        """
+        data = self._band(band)
+        dt = data.cadence if dt is None else float(_as_quantity(dt, u.s, "dt").value)
+        if not dt > 0:
+            raise ValueError(f"dt must be > 0, got {dt}")
+        starts = _segment_starts(data.gtis, dt, 1)
+        if not starts.size:
+            raise ValueError(f"dt = {dt:g} s is longer than every good time interval of band "
+                             f"{data.name!r}")
+        flux, variance, counts = _grid(data, starts, dt, 1)
+        full = counts[:, 0] > 0
+        starts = starts[full]
+        breaks = np.flatnonzero(np.abs(np.diff(starts) - dt) > 1e-6 * dt)
+        gti = np.column_stack([starts[np.r_[0, breaks + 1]],
+                               starts[np.r_[breaks, starts.size - 1]] + dt])
+        return self._lightcurve(starts + dt / 2, flux[full, 0], variance[full, 0], gti, dt)
+
+    def _lightcurve(self, time, flux, variance, gti, dt):
+        """A stingray light curve of a relative flux (a rate: counts are ``flux * dt``)."""
+        with _stingray_quiet():
+            from stingray import Lightcurve
+
+            return Lightcurve(time, flux * dt, err=np.sqrt(variance) * dt, gti=gti, dt=dt,
+                              err_dist="gauss", mjdref=self.reference_time.mjd,
+                              skip_checks=True)
 
     def _segments(self, datas, segment_length):
         """Cut the bands into simultaneous segments of equal length on a regular grid.
 
-        Returns (fluxes, variances, dt, n_bins, n_skipped): for each band arrays of shape
-        (n_segments, n_bins), then the grid step in seconds, the bins per segment and the
-        number of segments left out because a grid bin was empty.
+        The grid step is the coarsest cadence; segments of ``n_bins`` steps are laid end to end
+        from the start of each common good time interval; a segment with an empty grid bin in
+        any band is left out.
+
+        Returns (curves, fluxes, variances, n_bins, n_skipped): for each band a
+        `stingray.Lightcurve` whose GTIs are the segments, and its mean flux and variance per
+        bin, arrays of shape (n_segments, n_bins); then the bins per segment and the number of
+        segments left out.
         """
         dt = max(data.cadence for data in datas)
         gtis = datas[0].gtis
@@ -428,26 +535,20 @@ class Analyzer:
             if n_bins < 4:
                 raise ValueError(f"segment_length {segment_length} is shorter than 4 cadences "
                                  f"({dt:g} s)")
-        starts = [start + k * n_bins * dt for start, length in zip(gtis[:, 0], lengths)
-                  for k in range(length // n_bins)]
-        if not starts:
+        starts = _segment_starts(gtis, dt, n_bins)
+        if not starts.size:
             raise ValueError(f"no good time interval is as long as one segment of {n_bins} x "
                              f"{dt:g} s; the longest is {lengths.max(initial=0) * dt:g} s")
-        fluxes = [[] for _ in datas]
-        variances = [[] for _ in datas]
-        skipped = 0
-        for start in starts:
-            binned = [self._grid(data, start, dt, n_bins) for data in datas]
-            if any(counts.min() == 0 for _, _, counts in binned):
-                skipped += 1
-                continue
-            for k, (flux, variance, _) in enumerate(binned):
-                fluxes[k].append(flux)
-                variances[k].append(variance)
-        if not fluxes[0]:
+        binned = [_grid(data, starts, dt, n_bins) for data in datas]
+        full = np.logical_and.reduce([counts.min(axis=1) > 0 for _, _, counts in binned])
+        if not full.any():
             raise ValueError("every segment has an empty grid bin: the cadence is irregular")
-        return ([np.array(f) for f in fluxes], [np.array(v) for v in variances], dt, n_bins,
-                skipped)
+        gti = np.column_stack([starts[full], starts[full] + n_bins * dt])
+        times = (starts[full, None] + (np.arange(n_bins) + 0.5) * dt).ravel()
+        curves = [self._lightcurve(times, flux[full].ravel(), variance[full].ravel(), gti, dt)
+                  for flux, variance, _ in binned]
+        return (curves, [flux[full] for flux, _, _ in binned],
+                [variance[full] for _, variance, _ in binned], n_bins, int(np.sum(~full)))
 
     @staticmethod
     def _default_segment_bins(lengths):
@@ -461,40 +562,21 @@ class Analyzer:
         raise ValueError("no good time interval is 8 cadences long (longest: "
                          f"{lengths.max(initial=0)})")
 
-    @staticmethod
-    def _grid(data, start, dt, n_bins):
-        """Mean flux, its variance and the count in bins ``[start + k dt, start + (k+1) dt)``."""
-        first, last = np.searchsorted(data.seconds, [start, start + n_bins * dt])
-        index = np.minimum(((data.seconds[first:last] - start) / dt).astype(int), n_bins - 1)
-        counts = np.bincount(index, minlength=n_bins)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            flux = np.bincount(index, data.flux[first:last], minlength=n_bins) / counts
-            variance = (np.bincount(index, data.error[first:last] ** 2, minlength=n_bins)
-                        / counts**2)
-        return flux, variance, counts
-
-    @staticmethod
-    def _fourier(fluxes):
-        """FFT of mean-subtracted segments without the zero frequency; and the segment means."""
-        mean = fluxes.mean(axis=1, keepdims=True)
-        return np.fft.rfft(fluxes - mean, axis=1)[:, 1:], mean
-
-    def _frequency_column(self, n_bins, dt, groups):
-        frequency = np.fft.rfftfreq(n_bins, dt)[1:]
-        mean, _ = _group_mean(frequency[None, :], groups)
-        return (mean * u.Hz).to(self.frequency_unit)
-
     # --- power spectra -----------------------------------------------------------------------
 
     def power_spectrum(self, band=None, segment_length=None, norm="frac", log_rebin=None):
-        """Averaged periodogram (power spectral density) with Poisson-noise level and errors.
+        """Averaged periodogram (power spectral density) with noise level and errors.
 
+        Computed by `stingray.AveragedPowerspectrum` on :meth:`to_stingray`-like light curves
+        whose GTIs are the segments (each normalised by its own mean, ``use_common_mean=False``).
         Each segment's periodogram is ``P_j = 2 dt |X_j|^2 / (n mean^2)`` (``norm="frac"``,
         (rms/mean)^2 per Hz, Miyamoto et al. 1991; Vaughan et al. 2003), so that the integral
         over frequency is the fractional variance; ``norm="abs"`` omits ``1 / mean^2``. The
-        white-noise level expected from the flux errors is ``2 dt <err^2> / mean^2``. The
-        spectra of the ``M`` segments are averaged, and ``K`` adjacent frequencies when
-        ``log_rebin`` is set; the error of each average is ``P / sqrt(M K)``.
+        Fourier frequencies are ``j / (n dt)`` for ``0 < j < n / 2`` (no zero or Nyquist
+        frequency). The white-noise level expected from the flux errors is
+        ``2 dt <err^2> / mean^2``. The spectra of the ``M`` segments are averaged, and ``K``
+        adjacent frequencies when ``log_rebin`` is set; the error of each average is
+        ``P / sqrt(M K)``.
 
         Parameters
         ----------
@@ -524,23 +606,30 @@ class Analyzer:
         if norm not in ("frac", "abs"):
             raise ValueError(f"norm must be 'frac' or 'abs', got {norm!r}")
         data = self._band(band)
-        (fluxes,), (variances,), dt, n_bins, skipped = self._segments([data], segment_length)
-        transform, mean = self._fourier(fluxes)
-        scale = 2.0 * dt / n_bins / (mean**2 if norm == "frac" else 1.0)
-        noise = 2.0 * dt * variances.mean(axis=1, keepdims=True) / (
-            mean**2 if norm == "frac" else 1.0)
-        groups = _log_groups(transform.shape[1], log_rebin)
-        power, counts = _group_mean(scale * np.abs(transform) ** 2, groups)
+        (curve,), (fluxes,), (variances,), n_bins, skipped = self._segments([data],
+                                                                           segment_length)
+        dt = curve.dt
+        with _stingray_quiet():
+            from stingray import AveragedPowerspectrum
+
+            spectrum = AveragedPowerspectrum.from_lightcurve(
+                curve, n_bins * dt, norm=norm, use_common_mean=False, silent=True)
+        mean = fluxes.mean(axis=1) if norm == "frac" else 1.0
+        noise = np.mean(2.0 * dt * variances.mean(axis=1) / mean**2)
+        groups = _log_groups(spectrum.freq.size, log_rebin)
+        power, counts = _group_mean(spectrum.power, groups)
+        frequency, _ = _group_mean(spectrum.freq, groups)
+        counts = counts * spectrum.m
         power_unit = u.s.to(1 / self.frequency_unit) / self.frequency_unit
         return QTable(
-            {"frequency": self._frequency_column(n_bins, dt, groups),
+            {"frequency": (frequency * u.Hz).to(self.frequency_unit),
              "power": power * power_unit,
              "power_err": power / np.sqrt(counts) * power_unit,
              "n_averaged": counts},
-            meta={"band": data.name, "norm": norm, "noise_level": noise.mean() * power_unit,
-                  "n_segments": fluxes.shape[0], "segment_length": n_bins * dt * u.s,
+            meta={"band": data.name, "norm": norm, "noise_level": noise * power_unit,
+                  "n_segments": spectrum.m, "segment_length": n_bins * dt * u.s,
                   "dt": dt * u.s, "n_skipped": skipped,
-                  "frequency_resolution": (1 / (n_bins * dt) * u.Hz).to(self.frequency_unit)})
+                  "frequency_resolution": (spectrum.df * u.Hz).to(self.frequency_unit)})
 
     def fractional_rms(self, band=None, minimum_frequency=None, maximum_frequency=None,
                        segment_length=None):
@@ -593,20 +682,25 @@ class Analyzer:
         first, second = self._band(band1), self._band(band2)
         if first.name == second.name:
             raise ValueError("band1 and band2 must differ")
-        (flux1, flux2), _, dt, n_bins, skipped = self._segments([first, second], segment_length)
-        transform1, _ = self._fourier(flux1)
-        transform2, _ = self._fourier(flux2)
-        frequency = np.fft.rfftfreq(n_bins, dt)[1:]
-        groups = groups_of(frequency)
+        (curve1, curve2), _, _, n_bins, skipped = self._segments([first, second],
+                                                                 segment_length)
+        dt = curve1.dt
+        with _stingray_quiet():
+            from stingray import AveragedCrossspectrum
+
+            # stingray averages conj(F(band2)) F(band1) = X conj(Y)
+            spectrum = AveragedCrossspectrum.from_lightcurve(
+                curve2, curve1, n_bins * dt, norm="none", silent=True)
+        groups = groups_of(spectrum.freq)
         keep = groups >= 0
-        groups, frequency = groups[keep], frequency[None, keep]
-        products = transform1[:, keep] * np.conj(transform2[:, keep])
+        groups, frequency = groups[keep], spectrum.freq[keep]
+        products = spectrum.unnorm_power[keep]
         cross, counts = _group_mean(products, groups)
-        power1, _ = _group_mean(np.abs(transform1[:, keep]) ** 2, groups)
-        power2, _ = _group_mean(np.abs(transform2[:, keep]) ** 2, groups)
-        weight = np.abs(products.mean(axis=0))
-        mean_frequency = (np.bincount(groups, weight * frequency[0])
-                          / np.bincount(groups, weight))
+        power1, _ = _group_mean(spectrum.pds2.unnorm_power[keep], groups)
+        power2, _ = _group_mean(spectrum.pds1.unnorm_power[keep], groups)
+        counts = counts * spectrum.m
+        weight = np.abs(products)
+        mean_frequency = np.bincount(groups, weight * frequency) / np.bincount(groups, weight)
         coherence = np.abs(cross) ** 2 / (power1 * power2)
         phase = np.angle(cross)
         phase_err = np.sqrt((1 - np.minimum(coherence, 1)) / (2 * coherence * counts))
@@ -616,7 +710,7 @@ class Analyzer:
              "phase_lag": phase * u.rad, "phase_lag_err": phase_err * u.rad,
              "time_lag": phase / omega * u.s, "time_lag_err": phase_err / omega * u.s,
              "coherence": coherence, "n_averaged": counts},
-            meta={"band1": first.name, "band2": second.name, "n_segments": flux1.shape[0],
+            meta={"band1": first.name, "band2": second.name, "n_segments": spectrum.m,
                   "segment_length": n_bins * dt * u.s, "dt": dt * u.s, "n_skipped": skipped,
                   "sign": "positive lag: band2 lags band1"})
 
@@ -624,13 +718,16 @@ class Analyzer:
         """Phase and time lags of ``band2`` with respect to ``band1`` against frequency.
 
         The cross spectrum ``C_j = X_j conj(Y_j)`` (``X``: ``band1``, ``Y``: ``band2``) is
-        averaged over ``M`` simultaneous segments (and ``K`` frequencies with ``log_rebin``);
+        averaged over ``M`` simultaneous segments by `stingray.AveragedCrossspectrum` (Fourier
+        frequencies ``0 < j < n / 2``), then over ``K`` frequencies with ``log_rebin``;
         the phase lag is ``arg <C>`` (positive: ``band2`` lags), the time lag
         ``phase / (2 pi f)`` with ``f`` the mean of the averaged frequencies weighted by
         ``|<C_j>|`` (exact to first order for a constant delay). The raw coherence is
         ``|<C>|^2 / (<|X|^2> <|Y|^2>)`` and the phase error
         ``sqrt((1 - coherence) / (2 coherence M K))`` (Bendat & Piersol 1986; Nowak et al.
-        1999, ApJ 510, 874, eq. 16). Phase lags are in (-pi, pi]. Averaging over frequencies
+        1999, ApJ 510, 874, eq. 16); they are computed here from stingray's averaged spectra,
+        because stingray's own coherence and lag errors assume Poisson noise from the counts,
+        which relative fluxes are not. Phase lags are in (-pi, pi]. Averaging over frequencies
         whose phase lags differ lowers the coherence (and so raises the error).
 
         Parameters

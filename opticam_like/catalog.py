@@ -1,12 +1,18 @@
 """From per-frame results to a catalogue: the reference frame, the stack's sources, the
 transforms of frames that could not be aligned, and the guide stars of the photometry pass."""
 
+from pathlib import Path
+
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 
+from .alignment import Transform
+from .errors import ReductionError
+from .parallel import FrameFailure
+
 __all__ = ["choose_reference", "catalog_from_stack", "interpolate_matrices", "guide_stars",
-           "transforms_table"]
+           "transforms_table", "transforms_from_table"]
 
 
 def choose_reference(rows):
@@ -145,41 +151,79 @@ def interpolate_matrices(matrices, aligned):
     return out
 
 
-def transforms_table(files, rows, matrices, aligned, reasons):
-    """The per-frame transforms of a filter as a Table (``cat/transforms_{filter}.ecsv``).
+def transforms_table(paths, rows):
+    """The per-frame transforms of a filter (``cat/transforms_{filter}.ecsv``) and the frames
+    that could not be aligned.
+
+    Frames without a measured transform get one interpolated in frame order from the aligned
+    frames (:func:`interpolate_matrices`), recorded with ``method = 'interpolated'``.
 
     Parameters
     ----------
-    files : list of str
-        Frame file names.
+    paths : list of str
+        Frame files, in the order of ``rows``.
     rows : list of CatalogRow or FrameFailure
-        Catalogue-pass results.
-    matrices : ndarray, shape (n_frames, 3, 3)
-        Transforms (interpolated where not aligned).
-    aligned : ndarray of bool
-        Measured (True) or interpolated (False).
-    reasons : list of str
-        Why a frame is not aligned ('' when it is).
+        Catalogue-pass results (:func:`opticam_like.stages.catalog_frame`).
 
     Returns
     -------
-    astropy.table.Table
+    table : astropy.table.Table
+        Columns :data:`opticam_like.schema.TRANSFORM_COLUMNS`; each row's ``matrix``,
+        ``method``, ``n_matches`` and ``rms`` are a :meth:`Transform.to_dict` record, read
+        back with :func:`transforms_from_table`. ``aligned`` is False and ``reason`` says why
+        where the transform is interpolated.
+    failures : list of FrameFailure
+        The frames that failed or could not be aligned.
+
+    Raises
+    ------
+    ReductionError
+        When no frame is aligned.
     """
+    n = len(rows)
+    matrices = np.tile(np.eye(3), (n, 1, 1))
+    aligned = np.zeros(n, dtype=bool)
+    reasons = [""] * n
+    failures = []
+    for i, row in enumerate(rows):
+        if isinstance(row, FrameFailure):
+            reasons[i] = f"{row.stage}: {row.reason}"
+            failures.append(row)
+        elif row.transform is None:
+            reasons[i] = f"alignment: {row.align_error}"
+            failures.append(FrameFailure(paths[i], "alignment", row.align_error))
+        else:
+            matrices[i] = row.transform.matrix
+            aligned[i] = True
+    if not aligned.any():
+        raise ReductionError(f"no frame could be aligned to the reference (first reason: "
+                             f"{next((r for r in reasons if r), 'none')})")
+    matrices = interpolate_matrices(matrices, aligned)
+    records = [row.transform.to_dict() if ok else
+               Transform(matrix, method="interpolated").to_dict()
+               for row, matrix, ok in zip(rows, matrices, aligned)]
     table = Table()
-    table["frame"] = np.arange(len(files))
-    table["file"] = files
-    table["matrix"] = np.asarray(matrices)[:, :2, :].reshape(len(files), 6)
+    table["frame"] = np.arange(n)
+    table["file"] = [Path(path).name for path in paths]
+    table["matrix"] = np.array([r["matrix"] for r in records], dtype=float).reshape(-1, 6)
     table["dx"] = table["matrix"][:, 2]
     table["dy"] = table["matrix"][:, 5]
-    table["method"] = [r.transform.method if getattr(r, "transform", None) is not None
-                       else "interpolated" for r in rows]
-    table["n_matches"] = [r.transform.n_matches if getattr(r, "transform", None) is not None
-                          else 0 for r in rows]
-    table["rms"] = [r.transform.rms if getattr(r, "transform", None) is not None
-                    else np.nan for r in rows]
+    for key in ("method", "n_matches", "rms"):
+        table[key] = [r[key] for r in records]
     table["fwhm"] = [getattr(r, "fwhm", np.nan) for r in rows]
     table["background_median"] = [getattr(r, "background_median", np.nan) for r in rows]
     table["background_rms"] = [getattr(r, "background_rms_median", np.nan) for r in rows]
-    table["aligned"] = np.asarray(aligned)
+    table["aligned"] = aligned
     table["reason"] = reasons
-    return table
+    return table, failures
+
+
+def transforms_from_table(table):
+    """The transforms of a transforms table, one per frame (inverse of
+    :func:`transforms_table`).
+
+    Returns
+    -------
+    list of Transform
+    """
+    return [Transform.from_dict(row) for row in table]

@@ -1,13 +1,41 @@
 """Command line: ``opticam-like simulate | reduce | demo | analyze``.
 
-Run ``opticam-like COMMAND --help`` for the options of each command.
+Run ``opticam-like COMMAND --help`` for the options of each command; ``--version``, ``-v``
+(INFO messages, ``-vv`` DEBUG) and ``-q`` (errors only) apply to all. Every error of the
+package (:class:`~opticam_like.errors.OpticamLikeError`) is printed as one line and the exit
+status is 2.
 """
 
 import argparse
+import logging
 from pathlib import Path
 import sys
 
+from ._version import __version__
+from .errors import ConfigError, OpticamLikeError
+
 __all__ = ["main"]
+
+
+def _verbosity_options(parser, default):
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="more messages: -v INFO, -vv DEBUG (default: warnings)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="errors only")
+
+
+def _configure_logging(verbose, quiet):
+    """Messages of the ``opticam_like`` loggers on stderr, at the chosen level."""
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(
+        verbose, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("[opticam_like] %(levelname)s %(message)s"))
+    logger = logging.getLogger("opticam_like")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level, logging.INFO))
+    return handler, previous
 
 
 def _add_reduce_options(parser):
@@ -29,6 +57,9 @@ def _add_reduce_options(parser):
                         help="catalogue ID of the target: also write its relative light curves")
     parser.add_argument("--comparisons", type=int, nargs="+", default=None,
                         help="catalogue IDs of the comparison stars (default: automatic)")
+    parser.add_argument("--photometer", default=None,
+                        help="photometer whose table gives the --target light curves (default: "
+                             "the config's [light_curve] photometer, else the first of the run)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -37,9 +68,14 @@ def _parser():
         prog="opticam-like",
         description="Reduce multi-camera CCD time series to calibrated differential light "
                     "curves.")
+    parser.add_argument("--version", action="version", version=f"opticam-like {__version__}")
+    _verbosity_options(parser, 0)
+    common = argparse.ArgumentParser(add_help=False)
+    _verbosity_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sim = commands.add_parser("simulate", help="write a synthetic OPTICAM night with its truth",
+    sim = commands.add_parser("simulate", parents=[common],
+                              help="write a synthetic OPTICAM night with its truth",
                               description="Write a synthetic OPTICAM night (3 cameras, g r i) "
                                           "and its truth tables into OUT.")
     sim.add_argument("out", help="output directory (frames, truth/)")
@@ -49,14 +85,16 @@ def _parser():
                      help="also write bias, dark and flat frames into OUT/calibration/{bias,dark,flat}")
     sim.add_argument("--overwrite", action="store_true", help="replace existing files")
 
-    red = commands.add_parser("reduce", help="reduce a directory of frames",
+    red = commands.add_parser("reduce", parents=[common],
+                              help="reduce a directory of frames",
                               description="Scan, align, stack, build catalogues and measure "
                                           "every source in every frame.")
     red.add_argument("data_dir", help="directory of the frames (not modified)")
     red.add_argument("out", help="output directory")
     _add_reduce_options(red)
 
-    demo = commands.add_parser("demo", help="simulate a night and reduce it end to end",
+    demo = commands.add_parser("demo", parents=[common],
+                               help="simulate a night and reduce it end to end",
                                description="Simulate a default OPTICAM night into OUT/data, "
                                            "reduce it into OUT/reduced and write the relative "
                                            "light curves of the variable source.")
@@ -64,7 +102,8 @@ def _parser():
     demo.add_argument("--n-images", type=int, default=100, help="frames per camera")
     demo.add_argument("--n-workers", type=int, default=None, help="worker processes")
 
-    ana = commands.add_parser("analyze", help="timing analysis of relative light curves",
+    ana = commands.add_parser("analyze", parents=[common],
+                              help="timing analysis of relative light curves",
                               description="Periodograms, power spectra, folded light curves "
                                           "and inter-band lags of a reduced night's relative "
                                           "light curves, as PDFs under REDUCED/analysis.")
@@ -74,6 +113,8 @@ def _parser():
     ana.add_argument("--n-bins", type=int, default=10, help="phase bins of the folded curve")
     ana.add_argument("--target", type=int, default=None,
                      help="catalogue ID of the target when several have light curves")
+    ana.add_argument("--photometer", default=None,
+                     help="photometer whose light curves to read, when several have some")
     return parser
 
 
@@ -90,12 +131,15 @@ def _simulate_calibration(night, out, overwrite):
 def _simulate(args):
     from data_generator import generate_observations
     out = Path(args.out)
-    generate_observations(out, n_images=args.n_images, seed=args.seed,
-                          overwrite=args.overwrite)
-    print(f"frames and truth written to {out}")
-    if args.calibration:
-        _simulate_calibration(out, out / "calibration", args.overwrite)
-        print(f"calibration frames written to {out / 'calibration'}")
+    try:
+        generate_observations(out, n_images=args.n_images, seed=args.seed,
+                              overwrite=args.overwrite)
+        print(f"frames and truth written to {out}")
+        if args.calibration:
+            _simulate_calibration(out, out / "calibration", args.overwrite)
+            print(f"calibration frames written to {out / 'calibration'}")
+    except FileExistsError as exc:
+        raise ConfigError(f"{exc} (use --overwrite)") from None
 
 
 def _site(text):
@@ -105,7 +149,6 @@ def _site(text):
     try:
         lon, lat, height = (float(v) for v in text.split(","))
     except ValueError:
-        from .instruments import ConfigError
         raise ConfigError(f"--site {text!r}: expected a name or LON,LAT,HEIGHT") from None
     return (lon, lat, height)
 
@@ -120,11 +163,14 @@ def _reduce(args):
                  progress=False if args.no_progress else None) as reducer:
         reducer.create_catalogs()
         reducer.photometry()
-        light_curve = reducer.config.get("light_curve", {})
+        light_curve = reducer.settings.light_curve
         target = args.target or light_curve.get("target")
         comparisons = args.comparisons or light_curve.get("comparisons")
         if target is not None:
-            diff = DifferentialPhotometer(args.out)
+            photometer = (args.photometer or light_curve.get("photometer")
+                          or reducer.default_photometer)
+            print(f"light curves of source {target} from photometer {photometer}")
+            diff = DifferentialPhotometer(args.out, photometer=photometer)
             for name in reducer.filters:
                 diff.get_relative_light_curve(name, target, comparisons)
         n_rejected = len(reducer.rejected)
@@ -147,7 +193,7 @@ def _demo(args):
                  **calibration) as reducer:
         reducer.create_catalogs()
         reducer.photometry()
-        diff = DifferentialPhotometer(reduced)
+        diff = DifferentialPhotometer(reduced, photometer=reducer.default_photometer)
         written = []
         for name in reducer.filters:
             target = _variable_id(reducer.catalogs[name], truth, name,
@@ -172,7 +218,8 @@ def _variable_id(catalog, truth, name, reference_file):
 
 def _analyze(args):
     from .analysis import Analyzer
-    analyzer = Analyzer.from_directory(args.reduced, target=args.target)
+    analyzer = Analyzer.from_directory(args.reduced, target=args.target,
+                                       photometer=args.photometer)
     written = analyzer.save_report(Path(args.reduced) / "analysis", period=args.period,
                                    n_bins=args.n_bins)
     for path in written:
@@ -180,16 +227,18 @@ def _analyze(args):
 
 
 def main(argv=None):
-    """Entry point of ``opticam-like``."""
+    """Entry point of ``opticam-like``; returns the exit status (2 on an error of ours)."""
     args = _parser().parse_args(argv)
-    from .instruments import ConfigError
-    from .scan import ReductionError
+    handler, previous_level = _configure_logging(args.verbose, args.quiet)
     try:
         {"simulate": _simulate, "reduce": _reduce, "demo": _demo,
          "analyze": _analyze}[args.command](args)
-    except (ConfigError, ReductionError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except OpticamLikeError as exc:
         print(f"opticam-like {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        logging.getLogger("opticam_like").removeHandler(handler)
+        logging.getLogger("opticam_like").setLevel(previous_level)
     return 0
 
 

@@ -1,8 +1,10 @@
-"""Reduction configuration files (TOML).
+"""Reduction configuration files (TOML): the schema and its checks.
 
-A reduction is described by a readable TOML file (as hipercam's ``reduce.red``); the effective
-configuration, defaults included, is echoed into ``misc/config.toml`` and into the metadata of
-every table, so each light curve says how it was made. Every key is checked when the file is
+A reduction is described by a readable TOML file (as hipercam's ``reduce.red``);
+:class:`opticam_like.settings.Settings` merges it with the Reducer's arguments, and the
+effective configuration, defaults included, is echoed into ``misc/config.toml`` (a valid file
+of this schema, which reads back to the same settings) and into the metadata of every table,
+so each light curve says how it was made. Every key is checked when the file is
 read: a typo or a wrong type stops the run at once with a message that names the file and the
 keyword.
 
@@ -31,7 +33,8 @@ from pathlib import Path
 import tomli_w
 
 from .background.local import AnnulusBackground
-from .instruments import ConfigError, read_toml
+from .errors import ConfigError
+from .instruments import read_toml
 from .photometry.optimal import OptimalPhotometer
 from .photometry.photometers import AperturePhotometer
 from .photometry.psf import PSFPhotometer
@@ -64,23 +67,38 @@ SCHEMA = {
         "estimator": (str, "'default', 'photutils' or 'sextractor'"),
         "box_size": (_NUMBER + (list,), "mesh box size (pixels)"),
         "filter_size": (_NUMBER + (list,), "median filter size (meshes)"),
+        "sigma": (_NUMBER, "clipping threshold (default estimator)"),
+        "maxiters": (int, "clipping iterations (default estimator)"),
+        "exclude_percentile": (_NUMBER, "percentage of masked pixels that excludes a mesh"),
+        "filter_threshold": (_NUMBER, "only filter meshes above this level"),
+        "fill_value": (_NUMBER, "value where no mesh is usable"),
+        "custom": (str, "a user-supplied estimator (echo only: pass background=)"),
     },
     "detection": {
         "threshold": (_NUMBER, "detection threshold (x background rms)"),
         "npixels": (int, "minimum connected pixels"),
         "fwhm": (_NUMBER, "smoothing kernel FWHM (pixels)"),
         "deblend": (bool, "deblend the catalogue sources on the stack"),
+        "finder": (str, "a user-supplied frame finder (echo only: pass finder=)"),
+        "catalog_finder": (str, "a user-supplied catalogue finder (echo only: pass "
+                                "catalog_finder=)"),
     },
     "alignment": {
-        "method": (str, "'auto' (astroalign, translation fallback) or 'translation'"),
+        "method": (str, "'auto' (astroalign, translation fallback), 'astroalign' or "
+                        "'translation'"),
         "reference_frame": ((int, str), "index of the reference frame or 'auto'"),
+        "recentre": (str, "'transform', 'each' or 'none'"),
     },
     "reduction": {
         "n_workers": (int, "worker processes"),
+        "start_method": (str, "multiprocessing start method: 'fork', 'forkserver' or 'spawn'"),
         "progress": (bool, "show progress bars"),
         "max_sources": (int, "keep at most this many catalogue sources per filter"),
     },
     "photometry": list,
+    "data": {
+        "directories": (list, "directories of the frames (echo of the run)"),
+    },
     "light_curve": {
         "target": (int, "catalogue ID of the target"),
         "comparisons": (list, "catalogue IDs of the comparison stars"),

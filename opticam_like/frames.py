@@ -20,6 +20,7 @@ from astropy.coordinates import Angle
 from astropy.io import fits
 import astropy.units as u
 
+from .errors import FrameError
 from .instruments import camera_from_directory, load_profile
 from .timing import mid_exposure, parse_times
 
@@ -27,26 +28,6 @@ __all__ = ["FrameInfo", "Frame", "FrameError", "read_header", "read_frame", "FIT
            "is_fits_file", "parse_binning", "open_fits", "image_hdu"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")
-
-
-class FrameError(Exception):
-    """A frame cannot be used.
-
-    Parameters
-    ----------
-    path : str
-        The frame's file.
-    reason : str
-        What is wrong, in words a user can act on.
-    keyword : str, optional
-        The header keyword concerned, if any.
-    """
-
-    def __init__(self, path, reason, keyword=None):
-        self.path = str(path)
-        self.reason = reason
-        self.keyword = keyword
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass(frozen=True)

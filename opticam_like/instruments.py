@@ -26,6 +26,8 @@ import tomllib
 from astropy.time import Time
 from astropy.time.formats import TimeNumeric
 
+from .errors import ConfigError
+
 __all__ = ["InstrumentProfile", "ConfigError", "load_profile", "profile_from_mapping",
            "read_toml", "BUILTIN_PROFILES", "camera_directory_name", "camera_from_directory",
            "normalise_filter"]
@@ -106,13 +108,6 @@ def normalise_filter(name):
     text = str(name).strip().lower()
     text = re.sub(r"[\s_-]*band$", "", text)
     return text.rstrip("'").strip()
-
-
-class ConfigError(ValueError):
-    """A configuration or instrument profile is invalid.
-
-    The message names the file (when there is one) and the offending keyword.
-    """
 
 
 @dataclass(frozen=True)

@@ -8,26 +8,22 @@ we keep weights constant in time). The relative flux is ``target / ensemble`` no
 median of 1; its error combines the target's and the ensemble's in quadrature.
 """
 
+import logging
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 
+from . import schema
+from .errors import ConfigError, MissingOutputError
 from .flags import PhotFlag
 from .outputs import write_table
-from .plots.reduction import plot_relative_light_curve
+from .schema import time_column
 
 __all__ = ["DifferentialPhotometer", "relative_flux", "select_comparisons", "time_column"]
 
-TIME_COLUMNS = ("bjd_tdb", "bmjd_tdb", "mjd_utc")
-
-
-def time_column(table):
-    """Name of the time column of a light-curve table (its scale is in the name)."""
-    for name in TIME_COLUMNS:
-        if name in table.colnames:
-            return name
-    raise KeyError(f"table has no time column (one of {', '.join(TIME_COLUMNS)})")
+log = logging.getLogger(__name__)
 
 
 def relative_flux(flux, flux_err, flags, target, comparisons):
@@ -148,7 +144,10 @@ class DifferentialPhotometer:
     out_directory : str or Path
         The Reducer's output directory.
     photometer : str, optional
-        Name of the photometer table to use (default: the only one, or the first found).
+        Name of the photometer table to use. Default: the only one; with several, the default
+        of the run that wrote them (the first photometer given to ``Reducer.photometry``,
+        recorded in each table's ``PHOTDFLT`` keyword), which is logged; when the tables
+        disagree (written by different runs), it must be given.
     save : bool
         Write the light curve (ECSV) and its plot (PDF) under ``relative_light_curves/``.
 
@@ -160,34 +159,53 @@ class DifferentialPhotometer:
 
     def __init__(self, out_directory, photometer=None, save=True):
         self.out_directory = Path(out_directory)
-        if not (self.out_directory / "lcs").is_dir():
-            raise FileNotFoundError(f"{self.out_directory / 'lcs'} does not exist: run "
-                                    "Reducer.photometry() first")
+        if not (self.out_directory / schema.LCS).is_dir():
+            raise MissingOutputError(f"{self.out_directory / schema.LCS} does not exist: run "
+                                     "Reducer.photometry() first")
         self.photometer = photometer
         self.save = save
 
     def photometers(self, filter):
         """Names of the photometer tables available for a filter."""
-        prefix = f"{filter}_"
-        return sorted(p.name[len(prefix):-len(".fits")]
-                      for p in (self.out_directory / "lcs").glob(f"{prefix}*.fits"))
+        return schema.photometer_names(self.out_directory, filter)
 
     def load(self, filter, photometer=None):
         """The per-frame photometry table of a filter and photometer.
 
         Raises
         ------
-        FileNotFoundError
-            When there is no table for that filter/photometer (the message lists what exists).
+        MissingOutputError
+            When there is no table for that filter/photometer (the message lists what exists;
+            a ``FileNotFoundError``).
+        ConfigError
+            When no photometer is named and the filter's tables name different defaults.
         """
         available = self.photometers(filter)
-        name = photometer or self.photometer or (available[0] if available else None)
-        path = self.out_directory / "lcs" / f"{filter}_{name}.fits"
+        name = photometer or self.photometer
+        if name is None and len(available) > 1:
+            name = self._run_default(filter, available)
+        if name is None and available:
+            name = available[0]
+        path = schema.photometry_path(self.out_directory, filter, name)
         if name is None or not path.is_file():
-            raise FileNotFoundError(f"no photometry for filter {filter!r} and photometer "
-                                    f"{name!r} in {self.out_directory / 'lcs'}; available: "
-                                    f"{available or 'none'}")
+            raise MissingOutputError(f"no photometry for filter {filter!r} and photometer "
+                                     f"{name!r} in {self.out_directory / schema.LCS}; "
+                                     f"available: {available or 'none'}")
+        log.info("filter %s: photometer %s", filter, name)
         return Table.read(path, astropy_native=True)
+
+    def _run_default(self, filter, available):
+        """The default photometer recorded by the run that wrote the tables of a filter."""
+        defaults = {fits.getheader(schema.photometry_path(self.out_directory, filter, name),
+                                   1).get(schema.DEFAULT_PHOTOMETER_KEY) for name in available}
+        if len(defaults) != 1 or None in defaults or not defaults <= set(available):
+            raise ConfigError(f"filter {filter!r} has tables of several photometers "
+                              f"({', '.join(available)}) from different runs; give "
+                              "photometer=")
+        name = defaults.pop()
+        log.info("filter %s: photometers %s; using %s, the run's default (give photometer= "
+                 "to choose)", filter, ", ".join(available), name)
+        return name
 
     def get_relative_light_curve(self, filter, target, comparisons=None, photometer=None,
                                  max_comparisons=5):
@@ -244,7 +262,8 @@ class DifferentialPhotometer:
             "normalisation": "median of unflagged frames = 1",
         })
         if self.save:
-            folder = self.out_directory / "relative_light_curves"
-            write_table(out, folder / f"{filter}_{target}_{name}.ecsv")
-            plot_relative_light_curve(out, folder / f"{filter}_{target}_{name}.pdf")
+            from .plots.reduction import plot_relative_light_curve
+            write_table(out, schema.light_curve_path(self.out_directory, filter, target, name))
+            plot_relative_light_curve(out, schema.light_curve_path(
+                self.out_directory, filter, target, name, suffix=".pdf"))
         return out

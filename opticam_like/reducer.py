@@ -7,41 +7,46 @@
     red.photometry(AperturePhotometer())
 
 The heavy lifting lives in the stage modules (:mod:`~opticam_like.scan`,
-:mod:`~opticam_like.stages`, :mod:`~opticam_like.catalog`, ...); this module only orders the
-stages, keeps the books (rejected frames, timings, provenance) and writes the outputs.
+:mod:`~opticam_like.stages`, :mod:`~opticam_like.catalog`, ...), the settings in
+:mod:`~opticam_like.settings`, file names in :mod:`~opticam_like.schema`, writers in
+:mod:`~opticam_like.outputs`; this module only orders the stages and keeps the books
+(rejected frames, timings). The constructor only validates (settings and paths): the frames
+are scanned by the first stage, and the output directory is created by the first file written.
+Messages go to the ``opticam_like.reducer`` logger and, during the run, to ``info.log``.
 """
 
 from dataclasses import replace
 import json
 import logging
-import math
 from pathlib import Path
 import time
+import weakref
 
 import numpy as np
-from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
 
-from .background import DefaultBackground, PhotutilsBackground, SExtractorExactBackground
+from . import schema
+from ._version import __version__
 from .calibration import CalibrationSet
-from .catalog import (catalog_from_stack, choose_reference, guide_stars, interpolate_matrices,
-                      transforms_table)
-from .config import dump_config, load_config, photometers_from_config, validate_config
-from .detection import DefaultFinder
+from .catalog import (catalog_from_stack, choose_reference, guide_stars,
+                      transforms_from_table, transforms_table)
+from .errors import ConfigError, ReductionError
 from .flags import PhotFlag
-from .instruments import ConfigError, load_profile, profile_from_mapping
-from .outputs import atomic_path, software_versions, write_json, write_table, write_text
+from .outputs import (RunLog, rejected_table, software_versions, write_json, write_stack,
+                      write_table, write_text)
 from .parallel import FrameFailure, WorkerPool
 from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
-from .plots import reduction as plots
-from .scan import ReductionError, acquisition_order, scan_frames
+from .scan import acquisition_order, scan_frames
+from .settings import Settings
 from .stacking import StackFactory
 from .stages import FrameItem, PassContext, catalog_frame, detect_frame, photometry_frame
-from .timing import barycentric_times, get_site, time_flags
+from .timing import frame_time_flags, frame_times
 
 __all__ = ["Reducer"]
+
+log = logging.getLogger(__name__)
 
 REFERENCE_CANDIDATES = 10
 """Frames examined (from the start of each filter) to choose the reference frame."""
@@ -89,207 +94,153 @@ class Reducer:
     reference_frame : int or 'auto'
         Index (within each filter, time-ordered) of the reference frame, or ``'auto'`` (the
         frame with the most stars among the first ten readable frames).
-    alignment : {'auto', 'translation'}
+    alignment : {'auto', 'translation', 'astroalign'}
         Transform search (see :func:`~opticam_like.alignment.find_transform`).
     recentre : {'transform', 'each', 'none'}
-        Position refinement in the photometry pass.
+        Position refinement in the photometry pass (default ``'transform'``).
     max_sources : int, optional
         Keep at most this many catalogue sources per filter.
     config : str, Path or dict, optional
         Reduction configuration (TOML, see :mod:`opticam_like.config`); explicit arguments
-        take precedence over it.
+        take precedence over it. Everything but the executor and the calibration object is
+        merged into :attr:`settings` (:class:`~opticam_like.settings.Settings`), echoed to
+        ``misc/config.toml``.
     progress : bool
         Show progress bars.
+    start_method : {'fork', 'forkserver', 'spawn'}, optional
+        Start method of the worker processes (default: Python's). User callables (even
+        lambdas and functions defined in a notebook) are sent to the workers by value
+        (cloudpickle) under every start method.
+
+    Attributes
+    ----------
+    settings : Settings
+        The validated settings of the run.
+    catalogs, transforms : dict of str to Table
+        Per filter, after :meth:`create_catalogs`.
+    rejected : list of FrameFailure
+        Frames rejected so far (also :attr:`rejected_table`).
+    default_photometer : str or None
+        Name of the first photometer of the last :meth:`photometry` call (logged).
 
     Raises
     ------
     ConfigError
         Invalid configuration or instrument (the message names the file and keyword).
     ReductionError
-        No frames, frames of mixed binning, or an output directory inside the data.
+        A missing data directory or an output directory inside the data; later, from the
+        first stage: no frames or frames of mixed binning.
     """
 
     def __init__(self, out_directory, data_directory=None, c1_directory=None,
                  c2_directory=None, c3_directory=None, instrument=None, background=None,
-                 finder=None, catalog_finder=None, n_workers=None, executor=None, calibration=None, bias=None,
-                 dark=None, flat=None, remove_cosmic_rays=None, site=None, target=None,
-                 reference_frame=None, alignment=None, recentre="transform", max_sources=None,
-                 config=None, progress=None):
-        self._config_source = str(config) if config is not None and not isinstance(
-            config, dict) else "<config>"
-        self.config = self._load_config(config)
-        settings = self._settings(locals())
+                 finder=None, catalog_finder=None, n_workers=None, executor=None,
+                 calibration=None, bias=None, dark=None, flat=None, remove_cosmic_rays=None,
+                 site=None, target=None, reference_frame=None, alignment=None, recentre=None,
+                 max_sources=None, config=None, progress=None, start_method=None):
         self.out_directory = Path(out_directory)
-        self.data_directories = [Path(d) for d in (data_directory, c1_directory, c2_directory,
-                                                   c3_directory) if d is not None]
-        if not self.data_directories:
-            raise ConfigError("give data_directory (or c1_directory/c2_directory/"
-                              "c3_directory)")
-        self._check_out_directory()
-        self.profile = settings["profile"]
-        self.background = settings["background"]
-        self.finder = settings["finder"]
-        self.catalog_finder = settings["catalog_finder"]
-        self.remove_cosmic_rays = settings["remove_cosmic_rays"]
-        self.reference_frame = settings["reference_frame"]
-        self.alignment = settings["alignment"]
-        self.recentre = recentre
-        self.max_sources = settings["max_sources"]
-        self.site = settings["site"]
-        self.target = settings["target"]
-        self.progress = settings["progress"]
-        for sub in ("cat", "diag", "lcs", "misc"):
-            (self.out_directory / sub).mkdir(parents=True, exist_ok=True)
-        self.log = _make_logger(self.out_directory / "info.log")
-        self.pool = WorkerPool(settings["n_workers"], executor=executor, progress=self.progress)
-        if self.pool.parallel:
+        given = [str(d) for d in (data_directory, c1_directory, c2_directory, c3_directory)
+                 if d is not None]
+        self.settings = Settings.from_arguments(
+            config, instrument=instrument, background=background, finder=finder,
+            catalog_finder=catalog_finder, remove_cosmic_rays=remove_cosmic_rays, site=site,
+            target=target, reference_frame=reference_frame, alignment=alignment,
+            recentre=recentre, max_sources=max_sources, n_workers=n_workers,
+            start_method=start_method, progress=progress, bias=bias, dark=dark, flat=flat,
+            data_directories=given or None)
+        self.data_directories = [Path(d) for d in self.settings.data_directories]
+        self._check_paths()
+        self.pool = WorkerPool(self.settings.n_workers, executor=executor,
+                               progress=self.settings.progress,
+                               start_method=self.settings.start_method)
+        if self.pool.process_workers:
             for what in ("background", "finder", "catalog_finder"):
-                WorkerPool.check_picklable(getattr(self, what), f"the {what.replace('_', ' ')}")
-        self.calibration = self._calibration(calibration, settings)
+                WorkerPool.check_picklable(getattr(self.settings, what),
+                                           f"the {what.replace('_', ' ')}")
+        self._calibration = calibration
+        self._groups = None
         self.rejected = []
         self.catalogs = {}
         self.transforms = {}
+        self.default_photometer = None
         self._carried = {}  # per filter and frame: (cosmic-ray pixels, compact background)
-        self.photometers = settings["photometers"]
-        self.effective_config = settings["echo"]
-        write_text(dump_config(self.effective_config), self.out_directory / "misc" / "config.toml")
-        self._scan()
+        self._log = RunLog(self.out_directory / schema.LOG_FILE)
+        self._finalizer = weakref.finalize(self, self._log.close)
 
-    # ------------------------------------------------------------------ configuration
-    @staticmethod
-    def _load_config(config):
-        if config is None:
-            return {}
-        if isinstance(config, dict):
-            return validate_config(config)
-        return load_config(config)
-
-    def _settings(self, args):
-        """Merge explicit arguments, the config file and defaults; validate them."""
-        cfg = self.config
-
-        def pick(value, section, key, default):
-            if value is not None:
-                return value
-            return cfg.get(section, {}).get(key, default)
-
-        instrument = args["instrument"] if args["instrument"] is not None else cfg.get(
-            "instrument", "opticam")
-        profile = (profile_from_mapping(instrument, source="[instrument]")
-                   if isinstance(instrument, dict) else load_profile(instrument))
-        bg = cfg.get("background", {})
-        background = args["background"]
-        if background is None:
-            background = _background_from_config(bg)
-        det = cfg.get("detection", {})
-        det_kwargs = {"threshold": det.get("threshold", 5.0), "npixels": det.get("npixels", 5),
-                      "fwhm": det.get("fwhm")}
-        finder = args["finder"] or DefaultFinder(**det_kwargs)
-        catalog_finder = args["catalog_finder"] or DefaultFinder(
-            deblend=det.get("deblend", True), **det_kwargs)
-        site = args["site"]
-        if site is None and "site" in cfg:
-            s = cfg["site"]
-            site = s.get("name") or (s.get("lon"), s.get("lat"), s.get("height", 0.0))
-        if site is None:
-            site = profile.site
-        target = args["target"]
-        if target is None and "target" in cfg:
-            target = (cfg["target"].get("ra"), cfg["target"].get("dec"))
-        cal = cfg.get("calibration", {})
-        settings = {
-            "profile": profile,
-            "background": background,
-            "finder": finder,
-            "catalog_finder": catalog_finder,
-            "remove_cosmic_rays": bool(pick(args["remove_cosmic_rays"], "calibration",
-                                            "remove_cosmic_rays", False)),
-            "reference_frame": pick(args["reference_frame"], "alignment", "reference_frame",
-                                    "auto"),
-            "alignment": pick(args["alignment"], "alignment", "method", "auto"),
-            "max_sources": pick(args["max_sources"], "reduction", "max_sources", None),
-            "n_workers": pick(args["n_workers"], "reduction", "n_workers", None),
-            "progress": bool(pick(args["progress"], "reduction", "progress", True)),
-            "site": site,
-            "target": target,
-            "bias": args["bias"] or cal.get("bias"),
-            "dark": args["dark"] or cal.get("dark"),
-            "flat": args["flat"] or cal.get("flat"),
-        }
-        settings["photometers"] = photometers_from_config(cfg.get("photometry", []),
-                                                          self._config_source)
-        if settings["alignment"] not in ("auto", "translation", "astroalign"):
-            raise ConfigError(f"alignment must be 'auto', 'translation' or 'astroalign', not "
-                              f"{settings['alignment']!r}")
-        if args["recentre"] not in ("transform", "each", "none"):
-            raise ConfigError(f"recentre must be 'transform', 'each' or 'none', not "
-                              f"{args['recentre']!r}")
-        ref = settings["reference_frame"]
-        if not (ref == "auto" or (isinstance(ref, int) and ref >= 0)):
-            raise ConfigError(f"reference_frame must be 'auto' or a frame index >= 0, not "
-                              f"{ref!r}")
-        settings["echo"] = {
-            "instrument": {"name": profile.name, "time_reference": profile.time_reference,
-                           "time_keywords": list(profile.time_keywords)},
-            "site": _site_echo(site),
-            "target": {"ra": target[0], "dec": target[1]} if target else {},
-            "calibration": {"bias": _paths(settings["bias"]), "dark": _paths(settings["dark"]),
-                            "flat": _paths(settings["flat"]),
-                            "remove_cosmic_rays": settings["remove_cosmic_rays"]},
-            "background": _describe(background),
-            "detection": {"frames": _describe(finder), "catalog": _describe(catalog_finder)},
-            "alignment": {"method": settings["alignment"], "reference_frame": ref,
-                          "recentre": args["recentre"]},
-            "photometry": [p.params() for p in settings["photometers"]],
-            "reduction": {"n_workers": settings["n_workers"],
-                          "max_sources": settings["max_sources"]},
-            "data": {"directories": [str(d) for d in (args["data_directory"],
-                                                       args["c1_directory"],
-                                                       args["c2_directory"],
-                                                       args["c3_directory"]) if d]},
-        }
-        return settings
-
-    def _check_out_directory(self):
+    def _check_paths(self):
+        if not self.data_directories:
+            raise ConfigError("give data_directory (or c1_directory/c2_directory/"
+                              "c3_directory)")
         out = self.out_directory.resolve()
         for data in self.data_directories:
+            if not data.is_dir():
+                raise ReductionError(f"data directory {data} does not exist")
             data = data.resolve()
             if out == data or data in out.parents:
                 raise ReductionError(f"out_directory {self.out_directory} is inside the data "
                                      f"directory {data}; nothing may be written there")
 
-    def _calibration(self, calibration, settings):
-        if calibration is not None:
-            return calibration
-        if not any(settings[k] for k in ("bias", "dark", "flat")):
-            return None
-        self.log.info("building calibration masters")
-        return CalibrationSet.from_directories(
-            bias=settings["bias"], dark=settings["dark"], flat=settings["flat"],
-            profile=self.profile, cache_directory=self.out_directory / "cal")
+    @property
+    def profile(self):
+        """The instrument profile (:attr:`Settings.profile`)."""
+        return self.settings.profile
+
+    @property
+    def background(self):
+        """The global background estimator (:attr:`Settings.background`)."""
+        return self.settings.background
+
+    @property
+    def calibration(self):
+        """The calibration masters (built, and cached under ``cal/``, on first use), or None."""
+        s = self.settings
+        if self._calibration is None and any((s.bias, s.dark, s.flat)):
+            log.info("building calibration masters")
+            self._calibration = CalibrationSet.from_directories(
+                bias=s.bias, dark=s.dark, flat=s.flat, profile=s.profile,
+                cache_directory=self.out_directory / "cal")
+        return self._calibration
 
     # ------------------------------------------------------------------ stage 1: scan
-    def _scan(self):
-        start = time.perf_counter()
-        self.log.info("scanning %s", ", ".join(str(d) for d in self.data_directories))
-        scan = scan_frames(self.data_directories, self.profile, pool=self.pool)
-        self.groups = scan.groups
-        self._reject(scan.rejected)
-        for warning in scan.warnings:
-            self.log.warning(warning)
-        self.log.info("found %s in %.1f s", ", ".join(
-            f"{len(v)} {k} frames" for k, v in self.groups.items()), time.perf_counter() - start)
-        write_table(scan.frame_table(), self.out_directory / "diag" / "frames.ecsv")
-        t0 = min(infos[0].time for infos in self.groups.values())
-        plots.plot_header_times(
-            {k: (Time([i.time for i in v]) - t0).sec for k, v in self.groups.items()},
-            self.out_directory / "diag" / "header_times.pdf")
-        self._write_provenance()
+    @property
+    def groups(self):
+        """Frames per filter (time-ordered lists of FrameInfo); the scan runs on first use."""
+        if self._groups is None:
+            self._scan()
+        return self._groups
 
     @property
     def filters(self):
         """Filters found in the data, in the instrument's order."""
         return list(self.groups)
+
+    def _scan(self):
+        start = time.perf_counter()
+        write_text(self.settings.to_toml(), self.out_directory / schema.CONFIG_ECHO)
+        log.info("opticam_like %s: reducing %s into %s", __version__,
+                 ", ".join(map(str, self.data_directories)), self.out_directory)
+        scan = scan_frames(self.data_directories, self.profile, pool=self.pool)
+        self._groups = scan.groups
+        self._reject(scan.rejected)
+        for warning in scan.warnings:
+            log.warning(warning)
+        log.info("found %s in %.1f s", ", ".join(f"{len(v)} {k} frames" for k, v in
+                                                 self._groups.items()),
+                 time.perf_counter() - start)
+        write_table(scan.frame_table(), self.out_directory / schema.FRAMES_TABLE)
+        t0 = min(infos[0].time for infos in self._groups.values())
+        from .plots.reduction import plot_header_times
+        plot_header_times({k: (Time([i.time for i in v]) - t0).sec
+                           for k, v in self._groups.items()},
+                          self.out_directory / schema.HEADER_TIMES_PLOT)
+        calibration = self.calibration
+        write_json({"created": Time.now().isot, "versions": software_versions(),
+                    "data_directories": [str(d) for d in self.data_directories],
+                    "instrument": self.profile.name,
+                    "calibration": calibration.describe() if calibration is not None else None,
+                    "frames": {k: len(v) for k, v in self._groups.items()}},
+                   self.out_directory / schema.PROVENANCE)
+        self._write_rejected()
 
     # ------------------------------------------------------------------ stage 2: catalogues
     def create_catalogs(self):
@@ -306,10 +257,11 @@ class Reducer:
         """
         stacks, backgrounds, drifts = {}, {}, {}
         for name, infos in self.groups.items():
-            context = PassContext(profile=self.profile, calibration=self.calibration,
-                                  remove_cosmic_rays=self.remove_cosmic_rays,
-                                  background=self.background, finder=self.finder,
-                                  alignment=self.alignment)
+            s = self.settings
+            context = PassContext(profile=s.profile, calibration=self.calibration,
+                                  remove_cosmic_rays=s.remove_cosmic_rays,
+                                  background=s.background, finder=s.finder,
+                                  alignment=s.alignment)
             ref_index, ref_row = self._choose_reference(name, infos, context)
             context = replace(context, reference_xy=ref_row.xy,
                               reference_shape=infos[ref_index].shape)
@@ -320,34 +272,37 @@ class Reducer:
             self._log_timings(f"catalogue pass {name}", timings)
             self._carried[name] = [(getattr(r, "cosmic_rays", None),
                                     getattr(r, "background", None)) for r in rows]
-            catalog, mean = catalog_from_stack(stack, self.catalog_finder, self.max_sources)
-            catalog.meta.update({"filter": name, "reference_frame": Path(infos[ref_index].path).name})
-            self.log.info("%s: reference %s, %d of %d frames stacked, %d sources", name,
-                          Path(infos[ref_index].path).name, stack.n_frames, len(infos),
-                          len(catalog))
-            transforms = self._transforms(name, infos, rows)
+            catalog, image = catalog_from_stack(stack, s.catalog_finder, s.max_sources)
+            catalog.meta.update({"filter": name,
+                                 "reference_frame": Path(infos[ref_index].path).name})
+            log.info("%s: reference %s, %d of %d frames stacked, %d sources", name,
+                     Path(infos[ref_index].path).name, stack.n_frames, len(infos),
+                     len(catalog))
+            transforms, failures = transforms_table([i.path for i in infos], rows)
+            self._reject(failures)
             self.catalogs[name] = catalog
             self.transforms[name] = transforms
-            stacks[name] = mean
+            stacks[name] = image
             seconds = (Time([i.time for i in infos]) - infos[0].time).sec
             backgrounds[name] = (seconds, transforms["background_median"],
                                  transforms["background_rms"])
             drifts[name] = (seconds, np.where(transforms["aligned"], transforms["dx"], np.nan),
                             np.where(transforms["aligned"], transforms["dy"], np.nan),
                             transforms["fwhm"])
-            write_table(catalog, self.out_directory / "cat" / f"{name}_catalog.ecsv")
-            write_table(transforms, self.out_directory / "cat" / f"transforms_{name}.ecsv")
-            _write_image(mean, stack.count, self.out_directory / "cat" / f"{name}_stack.fits")
-        plots.plot_catalogs(stacks, self.catalogs, self.out_directory / "cat" / "catalogs.pdf")
-        plots.plot_background(backgrounds, self.out_directory / "diag" / "background.pdf")
-        plots.plot_alignment(drifts, self.out_directory / "diag" / "alignment.pdf")
+            write_table(catalog, schema.catalog_path(self.out_directory, name))
+            write_table(transforms, schema.transforms_path(self.out_directory, name))
+            write_stack(image, stack.count, schema.stack_path(self.out_directory, name))
+        from .plots import reduction as plots
+        plots.plot_catalogs(stacks, self.catalogs, self.out_directory / schema.CATALOGS_PLOT)
+        plots.plot_background(backgrounds, self.out_directory / schema.BACKGROUND_PLOT)
+        plots.plot_alignment(drifts, self.out_directory / schema.ALIGNMENT_PLOT)
         self._write_rejected()
         return self.catalogs
 
     def _choose_reference(self, name, infos, context):
         """Reference frame of a filter: the user's index or the best of the first frames."""
-        if self.reference_frame != "auto":
-            index = self.reference_frame
+        if self.settings.reference_frame != "auto":
+            index = self.settings.reference_frame
             if index >= len(infos):
                 raise ConfigError(f"reference_frame {index} is beyond the {len(infos)} "
                                   f"{name} frames")
@@ -364,28 +319,6 @@ class Reducer:
                 return chunk[best], rows[best]
         raise ReductionError(f"no {name} frame has 3 or more detectable stars to serve as "
                              "the reference")
-
-    def _transforms(self, name, infos, rows):
-        """Measured or interpolated transforms of every frame; failures are listed."""
-        n = len(infos)
-        matrices = np.tile(np.eye(3), (n, 1, 1))
-        aligned = np.zeros(n, dtype=bool)
-        reasons = [""] * n
-        failures = []
-        for i, row in enumerate(rows):
-            if isinstance(row, FrameFailure):
-                reasons[i] = f"{row.stage}: {row.reason}"
-                failures.append(row)
-            elif row.transform is None:
-                reasons[i] = f"alignment: {row.align_error}"
-                failures.append(FrameFailure(infos[i].path, "alignment", row.align_error))
-            else:
-                matrices[i] = row.transform.matrix
-                aligned[i] = True
-        self._reject(failures)
-        matrices = interpolate_matrices(matrices, aligned)
-        return transforms_table([Path(i.path).name for i in infos], rows, matrices, aligned,
-                                reasons)
 
     # ------------------------------------------------------------------ stage 3: photometry
     def photometry(self, *photometers):
@@ -404,10 +337,13 @@ class Reducer:
             Per ``(filter, photometer name)`` the table written to
             ``lcs/{filter}_{photometer}.fits``.
         """
-        photometers = photometers or tuple(self.photometers) or (AperturePhotometer(),)
+        s = self.settings
+        photometers = photometers or s.photometers or (AperturePhotometer(),)
         names = [p.name for p in photometers]
         if len(set(names)) != len(names):
             raise ConfigError(f"photometer names must differ, got {names}")
+        self.default_photometer = names[0]
+        log.info("photometers %s; default (the first): %s", ", ".join(names), names[0])
         if not self.catalogs:
             self._load_catalogs()
         tables = {}
@@ -415,13 +351,13 @@ class Reducer:
             catalog, transforms = self.catalogs[name], self.transforms[name]
             guide = guide_stars(catalog)
             context = PassContext(
-                profile=self.profile, calibration=self.calibration,
-                remove_cosmic_rays=self.remove_cosmic_rays, background=self.background,
+                profile=s.profile, calibration=self.calibration,
+                remove_cosmic_rays=s.remove_cosmic_rays, background=s.background,
                 catalog_xy=np.column_stack([catalog["x"], catalog["y"]]).astype(float),
-                guide=guide, photometers=tuple(photometers), recentre=self.recentre,
+                guide=guide, photometers=tuple(photometers), recentre=s.recentre,
                 fwhm_guess=float(np.nanmedian(catalog["fwhm"])) if len(catalog) else 3.0,
-                n_sky_global=_mesh_pixels(self.background))
-            matrices = _matrices(transforms)
+                n_sky_global=_mesh_pixels(s.background))
+            matrices = [t.matrix for t in transforms_from_table(transforms)]
             not_aligned = np.where(transforms["aligned"], 0, PhotFlag.NOT_ALIGNED)
             carried = self._carried.get(name, [(None, None)] * len(infos))
             items = [FrameItem(i.path, i, n, tuple(matrices[n].ravel()),
@@ -432,54 +368,35 @@ class Reducer:
                                              desc=f"photometry {name}")
             self._log_timings(f"photometry pass {name}", timings)
             self._reject([r for r in rows if isinstance(r, FrameFailure)])
-            times, time_name = self._times(infos)
-            frame_flags = not_aligned | _time_flags(infos)
+            times, time_name = frame_times(infos, s.site, s.target)
+            frame_flags = not_aligned | frame_time_flags(infos, acquisition_order(infos))
             for photometer in photometers:
                 table = photometry_table(photometer.name, [Path(i.path).name for i in infos],
                                          times, time_name, [i.exposure for i in infos], rows,
                                          frame_flags, len(catalog))
                 table.meta.update(self._table_meta(name, photometer))
-                write_table(table, self.out_directory / "lcs" / f"{name}_{photometer.name}.fits")
+                write_table(table, schema.photometry_path(self.out_directory, name,
+                                                          photometer.name))
                 tables[(name, photometer.name)] = table
         self._write_rejected()
         return tables
 
-    def _times(self, infos):
-        """Mid-exposure times: BJD_TDB when target and site are known, else MJD_UTC."""
-        utc = Time([i.time for i in infos]).utc
-        ra, dec = self.target if self.target else _header_target(infos)
-        site = self.site
-        if site is None:
-            site = next((i.observatory for i in infos if i.observatory), None)
-        try:
-            location = get_site(site) if site is not None else None
-        except (KeyError, ValueError) as exc:
-            self.log.warning("site %r unknown (%s); times stay in MJD_UTC", site, exc)
-            location = None
-        if location is None or ra is None or dec is None:
-            self.log.info("no %s: times are mid-exposure MJD_UTC",
-                          "site" if location is None else "target RA/Dec")
-            utc.format = "mjd"
-            return utc, "mjd_utc"
-        bjd = barycentric_times(utc, ra, dec, location)
-        return Time(bjd.jd1, bjd.jd2, format="jd", scale="tdb"), "bjd_tdb"
-
     def _table_meta(self, name, photometer):
         return {"FILTER": name, "INSTRUME": self.profile.name, "PHOTNAME": photometer.name,
                 "PHOTPARS": json.dumps(photometer.params()),
-                "CONFIG": json.dumps(self.effective_config),
+                "CONFIG": json.dumps(self.settings.to_dict()),
                 "VERSIONS": json.dumps(software_versions()),
-                "CATALOG": f"cat/{name}_catalog.ecsv"}
+                "CATALOG": str(schema.catalog_path("", name)),
+                schema.DEFAULT_PHOTOMETER_KEY: self.default_photometer}
 
     def _load_catalogs(self):
         """Catalogues and transforms of an earlier ``create_catalogs`` run."""
         for name in self.groups:
-            cat = self.out_directory / "cat" / f"{name}_catalog.ecsv"
-            trans = self.out_directory / "cat" / f"transforms_{name}.ecsv"
+            cat = schema.catalog_path(self.out_directory, name)
+            trans = schema.transforms_path(self.out_directory, name)
             if not cat.is_file() or not trans.is_file():
                 raise ReductionError(f"no catalogue for filter {name!r} in "
-                                     f"{self.out_directory / 'cat'}: run create_catalogs() "
-                                     "first")
+                                     f"{cat.parent}: run create_catalogs() first")
             self.catalogs[name] = Table.read(cat)
             self.transforms[name] = Table.read(trans)
 
@@ -489,39 +406,26 @@ class Reducer:
         for failure in failures:
             if (failure.path, failure.stage) not in known:
                 self.rejected.append(failure)
-                self.log.warning("rejected %s at %s: %s", Path(failure.path).name,
-                                 failure.stage, failure.reason)
+                log.warning("rejected %s at %s: %s", Path(failure.path).name, failure.stage,
+                            failure.reason)
 
     def _write_rejected(self):
-        table = Table(names=("file", "path", "stage", "reason"), dtype=(str, str, str, str))
-        for f in self.rejected:
-            table.add_row((Path(f.path).name, f.path, f.stage, f.reason))
-        write_table(table, self.out_directory / "diag" / "rejected_frames.ecsv")
+        write_table(self.rejected_table, self.out_directory / schema.REJECTED_TABLE)
 
     @property
     def rejected_table(self):
-        """Rejected frames so far: ``file``, ``stage``, ``reason``."""
-        return Table(rows=[(Path(f.path).name, f.stage, f.reason) for f in self.rejected],
-                     names=("file", "stage", "reason"), dtype=(str, str, str))
+        """Rejected frames so far (:data:`opticam_like.schema.REJECTED_COLUMNS`)."""
+        return rejected_table(self.rejected)
 
-    def _log_timings(self, what, timings):
-        total = sum(timings.values())
+    @staticmethod
+    def _log_timings(what, timings):
         detail = ", ".join(f"{k} {v:.2f} s" for k, v in timings.items())
-        self.log.info("%s: %.2f s of work (%s)", what, total, detail)
-
-    def _write_provenance(self):
-        write_json({"created": Time.now().isot, "versions": software_versions(),
-                    "data_directories": [str(d) for d in self.data_directories],
-                    "instrument": self.profile.name,
-                    "calibration": (self.calibration.describe() if self.calibration is not None
-                                    else None),
-                    "frames": {k: len(v) for k, v in self.groups.items()}},
-                   self.out_directory / "misc" / "provenance.json")
-        self._write_rejected()
+        log.info("%s: %.2f s of work (%s)", what, sum(timings.values()), detail)
 
     def close(self):
-        """Shut down the worker processes."""
+        """Shut down the worker processes and detach the run's log file."""
         self.pool.close()
+        self._finalizer()
 
     def __enter__(self):
         return self
@@ -530,95 +434,9 @@ class Reducer:
         self.close()
 
 
-def _background_from_config(section):
-    estimator = section.get("estimator", "default")
-    kwargs = {k: section[k] for k in ("box_size", "filter_size") if k in section}
-    classes = {"default": DefaultBackground, "photutils": PhotutilsBackground,
-               "sextractor": SExtractorExactBackground}
-    if estimator not in classes:
-        raise ConfigError(f"[background] estimator must be one of {sorted(classes)}, not "
-                          f"{estimator!r}")
-    return classes[estimator](**kwargs)
 
 
 def _mesh_pixels(background):
     box = getattr(background, "box_size", 64)
     box = np.broadcast_to(box, 2)
     return int(box[0] * box[1])
-
-
-def _describe(obj):
-    params = {}
-    for key, value in getattr(obj, "__dict__", {}).items():
-        if key.startswith("_"):
-            continue
-        if isinstance(value, (int, float, str, bool)) or value is None:
-            params[key] = value
-        elif isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
-            params[key] = list(value)
-    return {"class": f"{type(obj).__module__}.{type(obj).__qualname__}", **params}
-
-
-def _paths(value):
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return str(value)
-
-
-def _site_echo(site):
-    if site is None:
-        return {}
-    if isinstance(site, str):
-        return {"name": site}
-    if hasattr(site, "geodetic"):
-        lon, lat, height = site.geodetic
-        return {"lon": float(lon.deg), "lat": float(lat.deg), "height": float(height.to_value("m"))}
-    return {"lon": site[0], "lat": site[1], "height": site[2]}
-
-
-def _time_flags(infos):
-    """BAD_TIME flags of frames (in time order) whose stamps go backwards or repeat in
-    acquisition order."""
-    order = acquisition_order(infos)
-    flags = np.zeros(len(infos), dtype=np.int32)
-    flags[order] = time_flags(Time([infos[i].time for i in order]))
-    return flags
-
-
-def _header_target(infos):
-    for info in infos:
-        if math.isfinite(info.ra) and math.isfinite(info.dec):
-            return info.ra, info.dec
-    return None, None
-
-
-def _matrices(transforms):
-    six = np.asarray(transforms["matrix"], dtype=float).reshape(-1, 2, 3)
-    bottom = np.tile([0.0, 0.0, 1.0], (len(six), 1, 1))
-    return np.concatenate([six, bottom], axis=1)
-
-
-def _write_image(mean, count, path):
-    hdus = fits.HDUList([fits.PrimaryHDU(mean.astype(np.float32)),
-                         fits.ImageHDU(np.asarray(count, dtype=np.int32), name="COUNT")])
-    hdus[0].header["BUNIT"] = "electron"
-    hdus[0].header["COMMENT"] = "Mean of the aligned, background-subtracted frames"
-    with atomic_path(path) as tmp:
-        hdus.writeto(tmp, overwrite=True)
-
-
-def _make_logger(path):
-    logger = logging.getLogger(f"opticam_like.reducer.{path}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    if not logger.handlers:
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        console = logging.StreamHandler()
-        console.setLevel(logging.WARNING)
-        console.setFormatter(logging.Formatter("[opticam_like] %(levelname)s %(message)s"))
-        logger.addHandler(console)
-    return logger

@@ -22,6 +22,7 @@ import numpy as np
 from astropy.table import Table
 from astropy.time import Time
 
+from .errors import ReductionError
 from .frames import FrameError, is_fits_file, read_header
 from .instruments import camera_directory_name
 from .parallel import FrameFailure
@@ -32,10 +33,6 @@ __all__ = ["ScanResult", "ReductionError", "find_frames", "scan_frames", "group_
 #: Image types (``IMAGETYP``) that are not science frames.
 CALIBRATION_TYPES = ("bias", "zero", "dark", "flat", "flatfield", "sky flat", "dome flat",
                      "twilight flat")
-
-
-class ReductionError(RuntimeError):
-    """The whole reduction cannot proceed (no frames, mixed binning, ...)."""
 
 
 def find_frames(directories, camera_directories=False):

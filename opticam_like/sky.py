@@ -16,7 +16,7 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from .alignment import AlignmentError, Transform, find_transform
-from .scan import ReductionError
+from .errors import ReductionError
 
 __all__ = ["NightCatalog", "match_catalogs", "camera_transform"]
 

@@ -1,8 +1,9 @@
 """Times of frames: mid-exposure, UTC to TDB, barycentric correction, time checks, GTIs.
 
-Everything here works offline. :func:`configure_offline_iers` (called by the package at import)
-makes astropy use the IERS and leap-second tables of the installed ``astropy-iers-data``
-package and never download; a time outside those tables degrades with a warning.
+Everything here works offline: the functions that need Earth-orientation data run inside
+:func:`offline_iers`, which makes astropy use the IERS and leap-second tables of the installed
+``astropy-iers-data`` package and never download (a time outside those tables degrades with a
+warning), and restores astropy's configuration on exit.
 
 Precision of the times produced here
 ------------------------------------
@@ -34,7 +35,10 @@ See Eastman, Siverd & Gaudi (2010, PASP 122, 935) for the definitions of BJD_TDB
 """
 
 import bisect
+from contextlib import contextmanager
 import functools
+import logging
+import math
 import unicodedata
 
 import numpy as np
@@ -46,9 +50,14 @@ from scipy.interpolate import CubicSpline
 
 from .flags import PhotFlag
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "SITES",
-    "configure_offline_iers",
+    "offline_iers",
+    "frame_times",
+    "frame_time_flags",
+    "header_target",
     "get_site",
     "mid_exposure",
     "parse_times",
@@ -98,30 +107,36 @@ _NODE_SPACING_S = 600.0
 
 
 @functools.cache
-def configure_offline_iers():
-    """Make astropy use its bundled Earth-orientation and leap-second tables, never the network.
+def _bundled_iers_a():
+    """The IERS-A table of the installed ``astropy-iers-data`` package (read once, ~0.3 s)."""
+    return iers.IERS_A.open(iers.IERS_A_FILE)
 
-    Sets ``astropy.utils.iers.conf.auto_download = False`` (no IERS-A or leap-second download),
-    ``iers_degraded_accuracy = "warn"`` and installs the IERS-A table of the installed
-    ``astropy-iers-data`` package (combined with its IERS-B values) as
+
+@contextmanager
+def offline_iers():
+    """Context in which astropy uses its bundled Earth-orientation tables, never the network.
+
+    Inside the ``with`` block, ``astropy.utils.iers.conf.auto_download`` is False (no IERS-A or
+    leap-second download), ``iers_degraded_accuracy`` is ``"warn"``, and the IERS-A table of
+    the installed ``astropy-iers-data`` package (combined with its IERS-B values) is
     ``astropy.utils.iers.earth_orientation_table``. A time outside that table (before 1973 or
     more than about a year after the package was built) then gives an
     ``IERSDegradedAccuracyWarning`` and UT1-UTC and polar motion are held at the table's last
     values, instead of raising an error or downloading. Leap seconds come from ERFA and the
     bundled ``Leap_Second.dat``; once it has expired, astropy warns (``IERSStaleWarning``).
+    Everything is restored on exit: importing or using opticam_like never changes astropy's
+    global configuration.
 
-    The first call reads the table (about 0.3 s); later calls do nothing (idempotent).
-
-    Returns
-    -------
+    Yields
+    ------
     astropy.utils.iers.IERS_A
-        The installed Earth-orientation table.
+        The installed Earth-orientation table (read once per process).
     """
-    iers.conf.auto_download = False
-    iers.conf.iers_degraded_accuracy = "warn"
-    table = iers.IERS_A.open(iers.IERS_A_FILE)
-    iers.earth_orientation_table.set(table)
-    return table
+    table = _bundled_iers_a()
+    with iers.conf.set_temp("auto_download", False), \
+            iers.conf.set_temp("iers_degraded_accuracy", "warn"), \
+            iers.earth_orientation_table.set(table):
+        yield table
 
 
 def _normalise_name(name):
@@ -256,7 +271,6 @@ def _light_travel_time(t_mid, ra_deg, dec_deg, location, kind):
     (``5/384 h^4 max|d^4/dt^4|``), and 10^5 frames take about 1 s in all (mostly the
     TT -> TDB series) instead of 20 s.
     """
-    configure_offline_iers()
     time = Time(t_mid, location=get_site(location))
     target = SkyCoord(u.Quantity(ra_deg, u.deg), u.Quantity(dec_deg, u.deg), frame="icrs")
     if target.isscalar and time.size > 1:
@@ -296,8 +310,9 @@ def barycentric_times(t_mid, ra_deg, dec_deg, location):
     `~astropy.time.Time`
         BJD in the TDB scale, format ``"jd"``, shape of ``t_mid``.
     """
-    time, delay = _light_travel_time(t_mid, ra_deg, dec_deg, location, "barycentric")
-    result = time.tdb + TimeDelta(delay, format="sec")
+    with offline_iers():
+        time, delay = _light_travel_time(t_mid, ra_deg, dec_deg, location, "barycentric")
+        result = time.tdb + TimeDelta(delay, format="sec")
     result.format = "jd"
     return result
 
@@ -331,8 +346,9 @@ def heliocentric_times(t_mid, ra_deg, dec_deg, location):
     `~astropy.time.Time`
         HJD in the UTC scale, format ``"jd"``.
     """
-    time, delay = _light_travel_time(t_mid, ra_deg, dec_deg, location, "heliocentric")
-    result = time.utc + TimeDelta(delay, format="sec")
+    with offline_iers():
+        time, delay = _light_travel_time(t_mid, ra_deg, dec_deg, location, "heliocentric")
+        result = time.utc + TimeDelta(delay, format="sec")
     result.format = "jd"
     return result
 
@@ -490,3 +506,76 @@ def intersect_gtis(first, second):
     order = np.argsort(starts[keep])
     result = np.column_stack([starts[keep][order], stops[keep][order]])
     return result * unit if unit else result
+
+
+def header_target(infos):
+    """The first finite (RA, Dec) of the frames' headers, in degrees; ``(None, None)`` if none.
+
+    Parameters
+    ----------
+    infos : sequence of FrameInfo
+    """
+    for info in infos:
+        if math.isfinite(info.ra) and math.isfinite(info.dec):
+            return info.ra, info.dec
+    return None, None
+
+
+def frame_times(infos, site=None, target=None):
+    """Mid-exposure times of frames: BJD_TDB when target and site are known, else MJD_UTC.
+
+    Parameters
+    ----------
+    infos : sequence of FrameInfo
+        Parsed headers (``time`` is the mid-exposure UTC time).
+    site : str, tuple or EarthLocation, optional
+        See :func:`get_site`; default: the first header's observatory. An unknown site is
+        logged and the times stay in MJD_UTC.
+    target : tuple (ra, dec), optional
+        Default: the headers' RA/Dec (:func:`header_target`).
+
+    Returns
+    -------
+    times : `~astropy.time.Time`, shape ``(n,)``
+        BJD (format ``jd``, scale TDB) or MJD (UTC).
+    name : {'bjd_tdb', 'mjd_utc'}
+        The time column's name (:data:`opticam_like.schema.TIME_COLUMNS`).
+    """
+    utc = Time([i.time for i in infos]).utc
+    ra, dec = target if target else header_target(infos)
+    if site is None:
+        site = next((i.observatory for i in infos if i.observatory), None)
+    try:
+        location = get_site(site) if site is not None else None
+    except (KeyError, ValueError) as exc:
+        log.warning("site %r unknown (%s); times stay in MJD_UTC", site, exc)
+        location = None
+    if location is None or ra is None or dec is None:
+        log.info("no %s: times are mid-exposure MJD_UTC",
+                 "site" if location is None else "target RA/Dec")
+        utc.format = "mjd"
+        return utc, "mjd_utc"
+    bjd = barycentric_times(utc, ra, dec, location)
+    return Time(bjd.jd1, bjd.jd2, format="jd", scale="tdb"), "bjd_tdb"
+
+
+def frame_time_flags(infos, order):
+    """``BAD_TIME`` flags of frames whose stamps go backwards or repeat in acquisition order.
+
+    Parameters
+    ----------
+    infos : sequence of FrameInfo
+        Frames in time order.
+    order : sequence of int
+        Indices of ``infos`` in acquisition order
+        (:func:`opticam_like.scan.acquisition_order`).
+
+    Returns
+    -------
+    ndarray of int32, shape ``(n,)``
+        In the order of ``infos``.
+    """
+    order = np.asarray(order, dtype=int)
+    flags = np.zeros(len(infos), dtype=np.int32)
+    flags[order] = time_flags(Time([infos[i].time for i in order]))
+    return flags

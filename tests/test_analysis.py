@@ -5,7 +5,10 @@ The injected signal follows the simulator's convention: the flux in band ``b`` i
 amplitude by ``sinc(f T)``), so ``r`` (lag pi/2) lags ``g`` (lag 0) by +pi/2.
 """
 
+import json
 from pathlib import Path
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from astropy import units as u
 from astropy.table import Table
 from astropy.time import Time, TimeDelta
 
+from opticam_like import schema
 from opticam_like.analysis import Analyzer, phase_bin
 from opticam_like.plots.analysis import (
     plot_cross_correlation,
@@ -22,6 +26,10 @@ from opticam_like.plots.analysis import (
     plot_power_spectrum,
     save_analysis_report,
 )
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*numba")  # stingray without numba is fine here
+    from stingray import AveragedPowerspectrum, Lightcurve
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 OGLE_LC = (SHARED / "realdata" / "ogle4_lmc_cepheid_timeseries"
@@ -130,8 +138,9 @@ def test_cross_spectrum_table(analyzer):
     assert np.all(np.diff(frequency) > 0)
     at_signal = np.argmin(np.abs(frequency - FREQUENCY))
     assert abs(wrapped(cross["phase_lag"][at_signal].value - np.pi / 2)) < 0.1
-    assert cross["n_averaged"].sum() == cross.meta["n_segments"] * (
-        cross.meta["segment_length"] / cross.meta["dt"]).to_value(u.one).round() // 2
+    n_bins = (cross.meta["segment_length"] / cross.meta["dt"]).to_value(u.one).round()
+    # Fourier frequencies 0 < j < n / 2: stingray leaves out the Nyquist frequency
+    assert cross["n_averaged"].sum() == cross.meta["n_segments"] * ((n_bins - 1) // 2)
 
 
 def test_power_spectrum_segments_stay_inside_good_time_intervals():
@@ -178,11 +187,11 @@ def test_power_spectrum_normalisation_and_noise_level():
         an.power_spectrum(norm="leahy")
 
 
-def test_time_lag_of_a_delayed_broad_band_signal():
-    """Broad-band check of the sign: band2 = band1 delayed by 5 s (white common signal, so
-    that red-noise leakage does not bias the phases)."""
+def delayed_night(delay=5):
+    """g and r at 1 s cadence, r = g delayed by ``delay`` s (a white common signal), with one
+    100 s gap."""
     rng = np.random.default_rng(0)
-    n_points, delay = 4000, 5
+    n_points = 4000
     common = 1 + 0.02 * rng.normal(0, 1, n_points + 200)
     seconds = np.arange(n_points) * 1.0
     tables = {}
@@ -193,7 +202,14 @@ def test_time_lag_of_a_delayed_broad_band_signal():
                               "relative_flux_err": np.full(n_points, 0.004)})
     keep = np.ones(n_points, bool)
     keep[1000:1100] = False
-    an = Analyzer({band: table[keep] for band, table in tables.items()})
+    return {band: table[keep] for band, table in tables.items()}
+
+
+def test_time_lag_of_a_delayed_broad_band_signal():
+    """Broad-band check of the sign: band2 = band1 delayed by 5 s (white common signal, so
+    that red-noise leakage does not bias the phases)."""
+    delay = 5
+    an = Analyzer(delayed_night(delay))
     lag = an.lag("g", "r", 0.01, 0.03, segment_length=256)
     error = lag["time_lag_err"][0].to_value(u.s)
     assert 0.05 < error < 0.3
@@ -217,6 +233,92 @@ def test_cross_correlation_of_the_sinusoids(analyzer):
     within_half_period = np.abs(lags) < 0.5 / FREQUENCY
     best = lags[within_half_period][np.argmax(correlation["correlation"][within_half_period])]
     assert best == pytest.approx(0.25 / FREQUENCY, abs=0.6)  # 1.85 s on a 1 s grid
+
+
+# --- stingray: agreement with the hand-written spectra, to_stingray ------------------------
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "analysis_reference.json").read_text())
+"""Spectra, rms and lags of the hand-written implementation (commit 4b2ef9a) on the fixtures."""
+
+
+@pytest.mark.parametrize("case", ["exposure-0.9s", "gaps", "delayed"])
+def test_stingray_spectra_agree_with_the_hand_written_ones(case):
+    """Same segments, same numbers: stingray only leaves out the Nyquist frequency, which
+    changes the last log-rebinned group and a range that ends at the Nyquist frequency."""
+    if case == "delayed":
+        an, segment, pairs, lag_range, rebin = (Analyzer(delayed_night()), 256, [("g", "r")],
+                                                (0.01, 0.03), 0.3)
+    else:
+        exposure, gaps = (0.9, ()) if case == "exposure-0.9s" else (None, GAPS)
+        an, segment, pairs, lag_range, rebin = (Analyzer(night(exposure=exposure, gaps=gaps)),
+                                                None, [("g", "r"), ("g", "i")], (0.12, 0.15),
+                                                0.1)
+    for band, expected in REFERENCE[case]["power"].items():
+        spectrum = an.power_spectrum(band, segment_length=segment)
+        n = len(spectrum)
+        assert n == len(expected["frequency"]) - 1
+        np.testing.assert_allclose(spectrum["frequency"].to_value(u.Hz),
+                                   expected["frequency"][:n], rtol=1e-12)
+        for column in ("power", "power_err"):
+            np.testing.assert_allclose(spectrum[column].to_value(1 / u.Hz),
+                                       expected[column][:n], rtol=1e-9)
+        assert spectrum.meta["noise_level"].to_value(1 / u.Hz) == pytest.approx(
+            expected["noise_level"], rel=1e-12)
+        assert spectrum.meta["n_segments"] == expected["n_segments"]
+        assert spectrum.meta["n_skipped"] == expected["n_skipped"]
+        rms, error = an.fractional_rms(band, 0.05, 0.25)
+        assert [rms.value, error.value] == pytest.approx(expected["rms"], rel=1e-9)
+        rms, error = an.fractional_rms(band, 0.3, 0.5)
+        assert abs(rms.value - expected["rms_noise"][0]) < expected["rms_noise"][1]
+    for band1, band2 in pairs:
+        expected = REFERENCE[case]["cross"][f"{band2} vs {band1}"]
+        lag = an.lag(band1, band2, *lag_range, segment_length=segment)
+        for column, value in expected["lag"].items():
+            assert u.Quantity(lag[column][0]).value == pytest.approx(value, rel=1e-9), column
+        cross = an.cross_spectrum(band1, band2, segment_length=segment, log_rebin=rebin)
+        reference = expected["cross"]
+        assert len(cross) == len(reference["frequency"])
+        for column in ("frequency", "phase_lag", "phase_lag_err", "coherence", "n_averaged"):
+            np.testing.assert_allclose(u.Quantity(cross[column][:-1]).value,
+                                       reference[column][:-1], rtol=1e-9, atol=1e-12)
+        last = cross["phase_lag"][-1].to_value(u.rad) - reference["phase_lag"][-1]
+        assert abs(last) < 2 * reference["phase_lag_err"][-1]
+
+
+def test_to_stingray_light_curves():
+    tables = night(gaps=GAPS)
+    an = Analyzer(tables)
+    curve = an.to_stingray("g")
+    assert isinstance(curve, Lightcurve) and curve.err_dist == "gauss"
+    # one point per cadence bin; the GTIs are the band's (400, 780, 770 and 650 frames)
+    assert curve.n == len(tables["g"]) == 2600
+    np.testing.assert_allclose(np.diff(curve.gti).ravel(), [400, 780, 770, 650], rtol=1e-5)
+    seconds = (tables["g"]["bjd_tdb"] - an.reference_time).to_value(u.s)
+    assert np.max(np.abs(curve.time - seconds)) < 0.02  # bin centres; stamps jitter by 2 ms
+    np.testing.assert_allclose(curve.countrate, tables["g"]["relative_flux"])
+    np.testing.assert_allclose(curve.countrate_err, 0.008)
+    assert curve.mjdref == pytest.approx(an.reference_time.mjd, abs=1e-12)
+    # stingray's own analysis of the curve finds the injected rms
+    spectrum = AveragedPowerspectrum.from_lightcurve(curve, 200, norm="frac", silent=True)
+    assert spectrum.m == 11
+    noise = an.power_spectrum("g", 200).meta["noise_level"].to_value(1 / u.Hz)
+    with pytest.warns(UserWarning, match="M<30"):
+        rms, error = spectrum.compute_rms(0.05, 0.25, poisson_noise_level=noise)
+    assert rms == pytest.approx(RMS, abs=3 * error)
+    # coarser bins average 10 points; finer bins leave empty bins out and split the GTIs
+    coarse = an.to_stingray("g", dt=10 * u.s)
+    assert coarse.countrate[0] == pytest.approx(np.mean(tables["g"]["relative_flux"][:10]))
+    np.testing.assert_allclose(coarse.countrate_err, 0.008 / np.sqrt(10))
+    fine = an.to_stingray("g", dt=0.5)
+    assert fine.n == 2600
+    lengths = np.diff(fine.gti).ravel() / 0.5
+    np.testing.assert_allclose(lengths, np.round(lengths), atol=1e-6)
+    assert np.sum(np.round(lengths)) == fine.n
+    assert np.all(fine.gti[1:, 0] - fine.gti[:-1, 1] > 0.5 - 1e-6)  # at least one empty bin
+    with pytest.raises(ValueError, match="dt must be > 0"):
+        an.to_stingray("g", dt=0)
+    with pytest.raises(ValueError, match="longer than every good time interval"):
+        an.to_stingray("g", dt=1000)
 
 
 # --- folding and rebinning -----------------------------------------------------------------
@@ -346,12 +448,13 @@ def test_from_directory(tmp_path):
     folder.mkdir()
     tables = night(n_points=300)
     for band, table in tables.items():
-        table.write(folder / f"{band}_2.ecsv", serialize_method="jd1_jd2")
+        table.write(folder / schema.light_curve_name(band, 2, "aperture_1.5fwhm"),
+                    serialize_method="jd1_jd2")
     an = Analyzer.from_directory(tmp_path)
     assert sorted(an.bands) == ["g", "i", "r"]
     np.testing.assert_allclose(an.light_curves["g"]["relative_flux"],
                                tables["g"]["relative_flux"])
-    tables["g"].write(folder / "g_5.ecsv")
+    tables["g"].write(folder / schema.light_curve_name("g", 5, "aperture_1.5fwhm"))
     with pytest.raises(ValueError, match="pass target="):
         Analyzer.from_directory(tmp_path)
     assert Analyzer.from_directory(tmp_path, target=2).bands
@@ -383,7 +486,12 @@ def test_ogle_cepheid_period():
 
 # --- figures -------------------------------------------------------------------------------
 
-def test_plots_write_pdfs(tmp_path):
+def pdf_pages(path):
+    """Number of pages of a PDF written by matplotlib (one ``/Type /Page`` object each)."""
+    return len(re.findall(rb"/Type\s*/Page\b", path.read_bytes()))
+
+
+def test_plots_draw_the_tables_and_write_pdfs(tmp_path):
     an = Analyzer(night(n_points=1200, gaps=((500, 560),)))
     periodograms = {band: an.lomb_scargle(band) for band in an.bands}
     best = {band: an.best_frequency(band) for band in an.bands}
@@ -392,20 +500,58 @@ def test_plots_write_pdfs(tmp_path):
     cross = {b: an.cross_spectrum("g", b, log_rebin=0.1) for b in ("r", "i")}
     lags = {b: an.lag("g", b, 0.12, 0.15) for b in ("r", "i")}
     correlation = an.cross_correlation("g", "r", max_lag=20)
-    figures = [
-        (plot_periodogram(periodograms, best, path=tmp_path / "p.pdf"), "p.pdf"),
-        (plot_power_spectrum(spectra, path=tmp_path / "s.pdf"), "s.pdf"),
-        (plot_fold(folds, path=tmp_path / "f.pdf"), "f.pdf"),
-        (plot_lags(cross, lags, path=tmp_path / "l.pdf"), "l.pdf"),
-        (plot_cross_correlation(correlation, path=tmp_path / "c.pdf"), "c.pdf"),
-    ]
-    for figure, name in figures:
-        assert figure.axes
-        assert (tmp_path / name).read_bytes()[:4] == b"%PDF"
+
+    figure = plot_periodogram(periodograms, best, path=tmp_path / "p.pdf")
+    axes, = figure.axes
+    curves = [line for line in axes.lines if len(line.get_xdata()) > 2]
+    for line, band in zip(curves, an.bands, strict=True):
+        np.testing.assert_array_equal(line.get_xdata(), periodograms[band]["frequency"].value)
+        np.testing.assert_array_equal(line.get_ydata(), periodograms[band]["power"])
+    marks = [line.get_xdata()[0] for line in axes.lines if len(line.get_xdata()) == 2]
+    np.testing.assert_allclose(marks, [best[band][0].value for band in an.bands])
+
+    figure = plot_power_spectrum(spectra, path=tmp_path / "s.pdf")
+    axes, = figure.axes
+    for container, band in zip(axes.containers, an.bands, strict=True):
+        points = container.lines[0]
+        np.testing.assert_array_equal(points.get_xdata(), spectra[band]["frequency"].value)
+        np.testing.assert_array_equal(points.get_ydata(), spectra[band]["power"].value)
+    noise = [line.get_ydata()[0] for line in axes.lines if line.get_linestyle() == ":"]
+    np.testing.assert_allclose(noise, [spectra[b].meta["noise_level"].value for b in an.bands])
+    assert axes.get_xscale() == axes.get_yscale() == "log"
+
+    figure = plot_fold(folds, path=tmp_path / "f.pdf")
+    assert len(figure.axes) == 3
+    for axes, band in zip(figure.axes, an.bands):
+        assert axes.get_title().startswith(f"{band}: P = ")
+        assert f"{len(folds[band][0])} points" in axes.get_title()
+        assert axes.get_xlim() == (0, 2)
+
+    figure = plot_lags(cross, lags, path=tmp_path / "l.pdf")
+    phase_axes, time_axes, coherence_axes = figure.axes
+    for container, band in zip(phase_axes.containers, ("r", "i"), strict=True):
+        np.testing.assert_array_equal(container.lines[0].get_ydata(),
+                                      cross[band]["phase_lag"].value)
+    np.testing.assert_array_equal(coherence_axes.lines[0].get_ydata(), cross["r"]["coherence"])
+    legend = [text.get_text() for text in phase_axes.get_legend().get_texts()]
+    phase = lags["r"]["phase_lag"][0].value
+    assert f"r: {phase:.3f} +/- " in " ".join(legend) and phase == pytest.approx(np.pi / 2,
+                                                                              abs=0.1)
+
+    figure = plot_cross_correlation(correlation, path=tmp_path / "c.pdf")
+    line = figure.axes[0].lines[0]
+    np.testing.assert_array_equal(line.get_xdata(), correlation["lag"].value)
+    np.testing.assert_array_equal(line.get_ydata(), correlation["correlation"])
+
+    for name in ("p.pdf", "s.pdf", "f.pdf", "l.pdf", "c.pdf"):
+        assert pdf_pages(tmp_path / name) == 1, name
     results = an.summary()
     results["cross_correlation"] = correlation
     assert save_analysis_report(results, tmp_path / "report.pdf") == 5
-    assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
+    assert pdf_pages(tmp_path / "report.pdf") == 5
+    del results["cross_correlation"], results["fold"]
+    assert save_analysis_report(results, tmp_path / "short.pdf") == 3
+    assert pdf_pages(tmp_path / "short.pdf") == 3
     with pytest.raises(ValueError, match="unknown result kinds"):
         save_analysis_report({"spectrogram": {}}, tmp_path / "x.pdf")
 
@@ -414,7 +560,7 @@ def test_save_report(tmp_path):
     an = Analyzer(night(n_points=800))
     written = an.save_report(tmp_path / "analysis", period=1 / FREQUENCY, n_bins=12)
     assert [path.name for path in written] == ["analysis_report.pdf", "best_frequencies.ecsv"]
-    assert written[0].read_bytes()[:4] == b"%PDF"
+    assert pdf_pages(written[0]) == 4  # periodogram, power spectra, folds, lags
     table = Table.read(written[1])
     assert list(table["band"]) == ["g", "r", "i"]
     np.testing.assert_allclose(table["period"], 1 / FREQUENCY, rtol=0.005)

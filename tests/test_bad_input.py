@@ -2,6 +2,8 @@
 of pure noise: each is listed with its reason, the run finishes, and every other frame's
 results are bit-for-bit those of the clean night."""
 
+import hashlib
+import logging
 import shutil
 
 import numpy as np
@@ -32,6 +34,16 @@ def _shifted_header(path, seconds):
     return header
 
 
+def _digests(folder):
+    """SHA-256 of every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+nights_before_reduction = {}
+"""Digests of the input folders, taken by the fixture before it reduces them."""
+
+
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
     base = tmp_path_factory.mktemp("bad")
@@ -53,6 +65,8 @@ def nights(tmp_path_factory):
                     _shifted_header(frame, 0.5)).writeto(dirty / "C1_g_allnan.fits")
     noise = np.random.default_rng(3).poisson(500.0, SHAPE).astype(np.uint16)
     fits.PrimaryHDU(noise, _shifted_header(frame, 0.6)).writeto(dirty / "C1_g_noise.fits")
+    nights_before_reduction[clean] = _digests(clean)
+    nights_before_reduction[dirty] = _digests(dirty)
     return (clean, _reduce(clean, base / "clean_out"), base / "clean_out",
             dirty, _reduce(dirty, base / "dirty_out"), base / "dirty_out")
 
@@ -106,25 +120,70 @@ def test_other_frames_unchanged(nights):
 
 def test_inputs_untouched_and_nothing_written_there(nights):
     clean, _, _, dirty, _, _ = nights
-    names = sorted(p.name for p in dirty.iterdir())
-    assert names == sorted([p.name for p in clean.iterdir() if p.name != "truth"]
-                           + ["C1_g_truncated.fits", "C1_nofilter.fits", "C1_g_allnan.fits",
-                              "C1_g_noise.fits"])
+    assert _digests(dirty) == nights_before_reduction[dirty]
+    assert _digests(clean) == nights_before_reduction[clean]
 
 
-def test_whole_night_errors_stop_at_once(nights, tmp_path):
+def test_whole_night_errors_stop_at_once(nights, tmp_path, caplog):
+    """Bad paths or settings stop the constructor; what needs the frames stops the first
+    stage, before anything is measured. Messages reach the ``opticam_like`` logger hierarchy
+    (propagating, so caplog's root handler sees them) and the run's info.log."""
     clean = nights[0]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ol.ReductionError, match="no FITS frames"):
-        ol.Reducer(tmp_path / "out1", data_directory=tmp_path / "empty", n_workers=1)
+    package_logger = logging.getLogger("opticam_like")
+    handlers_before = list(package_logger.handlers)
+    reducer = ol.Reducer(tmp_path / "out1", data_directory=tmp_path / "empty", n_workers=1)
+    assert not (tmp_path / "out1").exists()  # the constructor writes nothing
+    with caplog.at_level(logging.INFO, logger="opticam_like"):
+        with pytest.raises(ol.ReductionError, match="no FITS frames"):
+            reducer.create_catalogs()
+    assert any(r.name == "opticam_like.reducer" and "reducing" in r.getMessage()
+               for r in caplog.records)
+    reducer.close()
+    assert "reducing" in (tmp_path / "out1" / "info.log").read_text()
+    assert package_logger.handlers == handlers_before
+    with pytest.raises(ol.ReductionError, match="does not exist"):
+        ol.Reducer(tmp_path / "out1", data_directory=tmp_path / "missing", n_workers=1)
     mixed = tmp_path / "mixed"
     shutil.copytree(clean, mixed, ignore=shutil.ignore_patterns("truth"))
     header = fits.getheader(mixed / "C1_g_000000.fits")
     header["BINNING"] = "2x2"
     fits.PrimaryHDU(fits.getdata(mixed / "C1_g_000000.fits"), header).writeto(mixed / "odd.fits")
     with pytest.raises(ol.ReductionError, match="mix binnings"):
-        ol.Reducer(tmp_path / "out2", data_directory=mixed, n_workers=1)
+        with ol.Reducer(tmp_path / "out2", data_directory=mixed, n_workers=1) as reducer:
+            reducer.create_catalogs()
     with pytest.raises(ol.ReductionError, match="inside the data directory"):
         ol.Reducer(clean / "reduced", data_directory=clean, n_workers=1)
     with pytest.raises(ol.ConfigError, match="alignment"):
         ol.Reducer(tmp_path / "out3", data_directory=clean, alignment="magic")
+    assert issubclass(ol.ReductionError, ol.OpticamLikeError)
+    assert issubclass(ol.ConfigError, ol.OpticamLikeError)
+
+
+def test_config_echo_of_a_run_reads_back(nights):
+    """misc/config.toml of a real run is a valid configuration that gives the run's settings."""
+    from opticam_like.config import load_config
+    from opticam_like.settings import Settings
+    _, reducer, out, *_ = nights
+    echo = out / "misc" / "config.toml"
+    assert load_config(echo)["background"]["estimator"] == "default"
+    back = Settings.from_toml(echo)
+    assert back == reducer.settings
+    assert back.to_toml() == echo.read_text()
+
+
+def test_run_logs_overlap_and_restore_the_package_logger(tmp_path):
+    """Two runs open at once each get the package's records while open; the logger's level
+    and handlers are as before once both are closed."""
+    from opticam_like.outputs import RunLog
+    package = logging.getLogger("opticam_like")
+    before = (package.level, list(package.handlers))
+    first, second = RunLog(tmp_path / "a" / "info.log"), RunLog(tmp_path / "b" / "info.log")
+    logging.getLogger("opticam_like.somewhere").info("both runs")
+    first.close()
+    logging.getLogger("opticam_like.somewhere").info("second run only")
+    second.close()
+    first.close()
+    assert (tmp_path / "a" / "info.log").read_text().count("run") == 1
+    assert "second run only" in (tmp_path / "b" / "info.log").read_text()
+    assert (package.level, package.handlers) == before

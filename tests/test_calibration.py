@@ -16,13 +16,16 @@ import subprocess
 import sys
 import tracemalloc
 
+import ccdproc
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.nddata import CCDData
 from astropy.stats import sigma_clip
 from scipy import ndimage
 
 from conftest import write_opticam_frame
+from data_generator import generate_biases, load_truth
 from opticam_like.calibration import (CalibrationError, CalibrationSet, CalibrationWarning,
                                       build_masters, calibrate, chunked_combine,
                                       flat_bad_pixels, hot_pixels, local_median,
@@ -163,6 +166,57 @@ def test_chunked_combine_is_identical_in_bounded_memory():
     np.testing.assert_allclose(chunked, reference, rtol=1e-6)
     assert abs(np.mean(chunked) - 100) < 0.05      # outliers rejected
     assert peak < 1.3 * limit < frames.nbytes
+
+
+def test_combination_equals_ccdproc_combine():
+    """ccdproc.combine clips once (sigma about the median, std), then averages: with
+    ``maxiters=1`` ours gives the same frame, mean and median."""
+    rng = np.random.default_rng(4)
+    frames = rng.normal(100, 5, (15, 32, 40)).astype(np.float32)
+    frames[rng.random(frames.shape) < 0.005] += 2000      # cosmic-ray-like outliers
+    ccds = [CCDData(frame, unit="adu") for frame in frames]
+    for method, name in (("mean", "average"), ("median", "median")):
+        theirs = ccdproc.combine(ccds, method=name, sigma_clip=True, sigma_clip_low_thresh=3,
+                                 sigma_clip_high_thresh=3, sigma_clip_func=np.ma.median,
+                                 sigma_clip_dev_func=np.ma.std, dtype=np.float32)
+        ours = sigma_clipped_combine(frames.copy(), method=method, maxiters=1)
+        np.testing.assert_allclose(ours, theirs.data, rtol=1e-6)
+        assert np.sum(np.abs(ours - 100) > 10) <= 3      # pixels hit twice out of 15
+
+
+@pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")  # ccdproc reading DATE-OBS
+def test_master_bias_of_each_camera_matches_truth_and_ccdproc(tmp_path):
+    """Generated biases of the three cameras (each its own level and pattern): the masters
+    recover each camera's truth bias within the read noise over N frames, and equal
+    ccdproc.combine of the same files with the same (single-pass) clipping."""
+    n_images = 9
+    generated = generate_biases(tmp_path / "bias", n_images=n_images, shape=(40, 48), seed=11,
+                                progress=False)
+    truth = load_truth(tmp_path / "bias")
+    p = generated.parameters
+    error = np.sqrt((p.read_noise / p.gain) ** 2 + 1 / 12) / np.sqrt(n_images)
+    for method, name in (("mean", "average"), ("median", "median")):
+        masters = build_masters(tmp_path / "bias", cache_directory=tmp_path / method,
+                                method=method, maxiters=1)["bias"]
+        assert sorted(camera for camera, _ in masters) == ["C1", "C2", "C3"]
+        levels = []
+        for (camera, _), path in masters.items():
+            master = fits.getdata(path)
+            bias = truth.detector(camera)["bias"]
+            residual = master - bias
+            # the median of N values scatters sqrt(pi / 2) times more than their mean
+            scale = error * (1.0 if method == "mean" else np.sqrt(np.pi / 2))
+            assert abs(np.mean(residual)) < 5 * scale / np.sqrt(residual.size)
+            assert np.std(residual) == pytest.approx(scale, rel=0.25)
+            levels.append(np.mean(master))
+            files = list(fits.getdata(path, "INPUTS")["path"])
+            assert len(files) == n_images
+            theirs = ccdproc.combine(files, method=name, sigma_clip=True,
+                                     sigma_clip_func=np.ma.median,
+                                     sigma_clip_dev_func=np.ma.std, dtype=np.float32,
+                                     unit="adu")
+            np.testing.assert_allclose(master, theirs.data, rtol=1e-6)
+        assert np.ptp(levels) > 10 * error           # the cameras' levels are told apart
 
 
 # ---------------------------------------------------------------- sections

@@ -4,6 +4,7 @@ directories, executors and configuration files."""
 
 import functools
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -45,10 +46,20 @@ def test_photutils_background2d_callable(night):
     assert np.nanmedian(np.abs(ratio[:, :5] - 1)) < 0.01  # bright stars: same fluxes
 
 
+class _LockedBackground:
+    """A background holding a lock: it cannot reach worker processes."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def __call__(self, data, mask=None):
+        return Background2D(data, 32)
+
+
 def test_unpicklable_background_is_refused_at_once(night, tmp_path):
-    with pytest.raises(TypeError, match="the background cannot be pickled"):
+    with pytest.raises(TypeError, match="the background cannot be pickled.*lock"):
         ol.Reducer(tmp_path / "out", data_directory=night / "data", n_workers=2,
-                   background=lambda data, mask=None: Background2D(data, 32))
+                   background=_LockedBackground())
     with ol.Reducer(tmp_path / "serial", data_directory=night / "data", n_workers=1,
                     progress=False,
                     background=lambda data, mask=None: Background2D(data, 32)) as reducer:

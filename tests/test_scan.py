@@ -72,7 +72,7 @@ def test_unknown_filter_and_gap_warnings(tmp_path):
 def test_acquisition_order_reveals_backward_time_stamps(tmp_path):
     from astropy.time import Time
     from opticam_like.flags import PhotFlag
-    from opticam_like.reducer import _time_flags
+    from opticam_like.timing import frame_time_flags
     from opticam_like.scan import acquisition_order
     folder = tmp_path / "data"
     folder.mkdir()
@@ -84,7 +84,7 @@ def test_acquisition_order_reveals_backward_time_stamps(tmp_path):
     infos = scan_frames([folder], load_profile("opticam")).groups["g"]
     names = [i.path.split("/")[-1] for i in infos]
     assert [names[i] for i in acquisition_order(infos)] == [f"run_{i}.fits" for i in range(1, 11)]
-    flags = dict(zip(names, _time_flags(infos)))
+    flags = dict(zip(names, frame_time_flags(infos, acquisition_order(infos))))
     assert flags["run_5.fits"] == PhotFlag.BAD_TIME
     assert flags["run_8.fits"] == PhotFlag.BAD_TIME or flags["run_7.fits"] == PhotFlag.BAD_TIME
     assert sum(1 for v in flags.values() if v) == 2

@@ -5,7 +5,7 @@ import pytest
 from astropy.table import Table
 
 from opticam_like.alignment import AlignmentError, Transform
-from opticam_like.scan import ReductionError
+from opticam_like.errors import ReductionError
 from opticam_like.sky import camera_transform, match_catalogs
 
 SHAPE = (512, 512)

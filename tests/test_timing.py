@@ -17,12 +17,12 @@ from opticam_like.timing import (
     SITES,
     barycentric_times,
     bmjd_tdb,
-    configure_offline_iers,
     get_site,
     good_time_intervals,
     heliocentric_times,
     intersect_gtis,
     mid_exposure,
+    offline_iers,
     parse_times,
     time_flags,
 )
@@ -41,12 +41,18 @@ def offline():
 
 # --- offline configuration and sites -------------------------------------------------------
 
-def test_configure_offline_iers_is_idempotent_and_offline():
-    table = configure_offline_iers()
-    assert configure_offline_iers() is table
-    assert iers.conf.auto_download is False
-    assert iers.earth_orientation_table.get() is table
-    assert isinstance(table, iers.IERS_A)
+def test_offline_iers_is_scoped_and_restores_astropy_configuration():
+    before = (iers.conf.auto_download, iers.conf.iers_degraded_accuracy,
+              iers.earth_orientation_table.get())
+    with offline_iers() as table:
+        assert iers.conf.auto_download is False
+        assert iers.conf.iers_degraded_accuracy == "warn"
+        assert iers.earth_orientation_table.get() is table
+        assert isinstance(table, iers.IERS_A)
+    with offline_iers() as again:
+        assert again is table
+    assert (iers.conf.auto_download, iers.conf.iers_degraded_accuracy,
+            iers.earth_orientation_table.get()) == before
 
 
 @pytest.mark.filterwarnings("ignore::erfa.ErfaWarning", "ignore:Tried to get polar motions")
@@ -157,10 +163,12 @@ def test_interpolated_delay_matches_astropy_for_a_long_night(offline):
         np.arange(0, 10 * 3600, 7.3), format="sec")
     target = SkyCoord(202.4696 * u.deg, -11.1614 * u.deg)
     bjd = barycentric_times(times, target.ra, target.dec, site)
-    direct = times.tdb + times.light_travel_time(target, ephemeris="builtin")
+    with offline_iers():
+        direct = times.tdb + times.light_travel_time(target, ephemeris="builtin")
     np.testing.assert_allclose((bjd - direct).to_value(u.ns), 0.0, atol=5.0)
     hjd = heliocentric_times(times, target.ra, target.dec, site)
-    direct = times.light_travel_time(target, kind="heliocentric", ephemeris="builtin")
+    with offline_iers():
+        direct = times.light_travel_time(target, kind="heliocentric", ephemeris="builtin")
     np.testing.assert_allclose((hjd - times.utc).to_value(u.ns) - direct.to_value(u.ns), 0.0,
                                atol=5.0)
 
@@ -307,3 +315,44 @@ def test_ogle_bjd_tdb_minus_heljd(offline, ogle_headers, ogle_times):
     light_times = expected - 66.184
     assert np.all(np.abs(light_times) < 2.5)
     np.testing.assert_allclose(difference, expected, atol=0.3)
+
+
+# --- per-frame helpers of the Reducer ------------------------------------------------------
+
+class _Info:
+    """The FrameInfo fields the frame helpers read."""
+
+    def __init__(self, time, ra=float("nan"), dec=float("nan"), observatory=None):
+        self.time, self.ra, self.dec, self.observatory = time, ra, dec, observatory
+
+
+def test_frame_time_flags_follow_acquisition_order():
+    """Frames in time order; the acquisition order (e.g. file numbers) puts the stamp of 2.5 s
+    after 3 s: that frame went backwards, and a repeated stamp is flagged once."""
+    from opticam_like.timing import frame_time_flags
+    start = Time("2024-01-01T00:00:00", scale="utc")
+    seconds = [0.0, 1.0, 2.0, 2.5, 3.0, 5.0, 5.0]
+    infos = [_Info(start + TimeDelta(s, format="sec")) for s in seconds]
+    order = [0, 1, 2, 4, 3, 5, 6]  # acquisition: 0 1 2 3.0 2.5 5 5
+    flags = frame_time_flags(infos, order)
+    assert flags[3] == BAD and flags[4] == 0
+    assert (flags[5] == BAD) != (flags[6] == BAD)
+    assert int(np.count_nonzero(flags)) == 2
+
+
+def test_frame_times_bjd_when_site_and_target_else_mjd_utc(caplog):
+    from opticam_like.timing import frame_times, header_target
+    start = Time("2024-03-01T02:00:00", scale="utc")
+    infos = [_Info(start + TimeDelta(10.0 * i, format="sec"), ra=202.47, dec=-11.16,
+                   observatory="spm") for i in range(3)]
+    assert header_target([_Info(start)] + infos) == (202.47, -11.16)
+    times, name = frame_times(infos)
+    assert name == "bjd_tdb" and times.scale == "tdb" and times.format == "jd"
+    expected = barycentric_times(Time([i.time for i in infos]), 202.47, -11.16, "spm")
+    np.testing.assert_allclose((times - expected).to_value(u.ns), 0.0, atol=1e-3)
+    with caplog.at_level("INFO", logger="opticam_like"):
+        times, name = frame_times([_Info(i.time) for i in infos])
+    assert name == "mjd_utc" and times.format == "mjd"
+    np.testing.assert_allclose(times.mjd, Time([i.time for i in infos]).mjd, rtol=0, atol=0)
+    assert any(r.name == "opticam_like.timing" and "MJD_UTC" in r.getMessage()
+               for r in caplog.records)

@@ -4,8 +4,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..photometry.kernels import annulus_statistics
-
 __all__ = ["AnnulusBackground"]
 
 STATISTICS = ("median", "mean", "sigma_clipped_mean", "sigma_clipped_median", "mode")
@@ -91,6 +89,8 @@ class AnnulusBackground:
         npix : ndarray of int, shape (N,)
             Pixels used.
         """
+        from ..photometry.kernels import annulus_statistics  # the exact-overlap kernels
+
         r_in, r_out = self.radii(fwhm)
         stats = annulus_statistics(data, x, y, r_in, r_out, mask=mask,
                                    statistic=self.statistic)

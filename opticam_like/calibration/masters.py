@@ -39,7 +39,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .. import __version__
+from .._version import __version__
+from ..errors import CalibrationError
 from ..frames import FrameError, image_hdu, open_fits, read_header
 from ..instruments import load_profile
 from ..scan import ReductionError, find_frames
@@ -64,10 +65,6 @@ IMAGE_TYPE_WORDS = {"bias": ("bias", "zero"), "dark": ("dark",), "flat": ("flat"
 
 # Header quantities a kind of calibration frame does not need, with the value used instead.
 _NOT_NEEDED = {"bias": {"filter": "", "exposure": 0.0}, "dark": {"filter": ""}, "flat": {}}
-
-class CalibrationError(ValueError):
-    """Masters cannot be built, read or applied; the message names the files concerned."""
-
 
 class CalibrationWarning(UserWarning):
     """A calibration input was skipped or a calibration step could not be applied."""
