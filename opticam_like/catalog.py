@@ -46,8 +46,9 @@ def catalog_from_stack(stack, finder, max_sources=None):
 
     Parameters
     ----------
-    stack : StackAccumulator
-        Running sum of the aligned, background-subtracted frames (e-).
+    stack : RobustStack
+        The aligned, background-subtracted frames (e-), combined robustly
+        (:class:`~opticam_like.stacking.RobustStack`).
     finder : callable
         Source finder (``finder(data, rms, mask=None) -> Table``).
     max_sources : int, optional
@@ -59,36 +60,37 @@ def catalog_from_stack(stack, finder, max_sources=None):
         ``id`` (1-based, by decreasing flux), ``x``, ``y`` (reference frame, pixels), ``flux``
         (mean e- per frame), ``peak``, ``fwhm``, ``npix``, ``coverage`` (fraction of the
         stacked frames that cover the source), ``flags`` (finder flags).
-    mean : ndarray, shape (ny, nx)
-        The stacked image (mean per frame; NaN where no frame contributed).
+    image : ndarray, shape (ny, nx)
+        The stacked image (e- per frame; NaN where no frame contributed).
 
     Notes
     -----
     The rms of the stack is the sigma-clipped standard deviation of the fully covered
     pixels, scaled by ``sqrt(n_max / count)`` where fewer frames contributed.
     """
-    mean = stack.mean
+    image = stack.image
     count = np.asarray(stack.count)
     n_max = max(int(count.max()), 1)
-    full = (count == n_max) & np.isfinite(mean)
-    _, _, std = sigma_clipped_stats(mean[full], sigma=3.0, maxiters=10)
+    full = (count == n_max) & np.isfinite(image)
+    _, _, std = sigma_clipped_stats(image[full], sigma=3.0, maxiters=10)
     with np.errstate(divide="ignore"):
         rms = np.where(count > 0, std * np.sqrt(n_max / np.maximum(count, 1)), np.inf)
     uncovered = count == 0
-    sources = finder(np.where(uncovered, 0.0, mean), rms, mask=uncovered)
+    sources = finder(np.where(uncovered, 0.0, image), rms, mask=uncovered)
     if max_sources is not None:
         sources = sources[:max_sources]
     catalog = Table()
     catalog["id"] = np.arange(1, len(sources) + 1)
     for name in ("x", "y", "flux", "peak", "fwhm", "npix"):
         catalog[name] = sources[name]
-    xi = np.clip(np.rint(sources["x"]).astype(int), 0, mean.shape[1] - 1)
-    yi = np.clip(np.rint(sources["y"]).astype(int), 0, mean.shape[0] - 1)
+    xi = np.clip(np.rint(sources["x"]).astype(int), 0, image.shape[1] - 1)
+    yi = np.clip(np.rint(sources["y"]).astype(int), 0, image.shape[0] - 1)
     catalog["coverage"] = count[yi, xi] / n_max
     catalog["flags"] = sources["flags"]
     catalog.meta["stack_rms"] = float(std)
     catalog.meta["n_stacked"] = int(stack.n_frames)
-    return catalog, mean
+    catalog.meta["stack_blocks"] = int(stack.n_blocks)
+    return catalog, image
 
 
 def guide_stars(catalog, n=10, min_coverage=0.9):

@@ -28,7 +28,6 @@ from astropy.time import Time
 
 from . import schema
 from ._version import __version__
-from .alignment import StackAccumulator
 from .calibration import CalibrationSet
 from .catalog import (catalog_from_stack, choose_reference, guide_stars,
                       transforms_from_table, transforms_table)
@@ -41,6 +40,7 @@ from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
 from .scan import acquisition_order, scan_frames
 from .settings import Settings
+from .stacking import StackFactory
 from .stages import FrameItem, PassContext, catalog_frame, detect_frame, photometry_frame
 from .timing import frame_time_flags, frame_times
 
@@ -268,11 +268,11 @@ class Reducer:
             items = [FrameItem(i.path, i, n) for n, i in enumerate(infos)]
             rows, timings, stack = self.pool.map(
                 catalog_frame, items, context, desc=f"catalogue {name}",
-                accumulator=_StackFactory(infos[ref_index].shape))
+                accumulator=StackFactory(infos[ref_index].shape, len(infos)))
             self._log_timings(f"catalogue pass {name}", timings)
             self._carried[name] = [(getattr(r, "cosmic_rays", None),
                                     getattr(r, "background", None)) for r in rows]
-            catalog, mean = catalog_from_stack(stack, s.catalog_finder, s.max_sources)
+            catalog, image = catalog_from_stack(stack, s.catalog_finder, s.max_sources)
             catalog.meta.update({"filter": name,
                                  "reference_frame": Path(infos[ref_index].path).name})
             log.info("%s: reference %s, %d of %d frames stacked, %d sources", name,
@@ -282,7 +282,7 @@ class Reducer:
             self._reject(failures)
             self.catalogs[name] = catalog
             self.transforms[name] = transforms
-            stacks[name] = mean
+            stacks[name] = image
             seconds = (Time([i.time for i in infos]) - infos[0].time).sec
             backgrounds[name] = (seconds, transforms["background_median"],
                                  transforms["background_rms"])
@@ -291,7 +291,7 @@ class Reducer:
                             transforms["fwhm"])
             write_table(catalog, schema.catalog_path(self.out_directory, name))
             write_table(transforms, schema.transforms_path(self.out_directory, name))
-            write_stack(mean, stack.count, schema.stack_path(self.out_directory, name))
+            write_stack(image, stack.count, schema.stack_path(self.out_directory, name))
         from .plots import reduction as plots
         plots.plot_catalogs(stacks, self.catalogs, self.out_directory / schema.CATALOGS_PLOT)
         plots.plot_background(backgrounds, self.out_directory / schema.BACKGROUND_PLOT)
@@ -434,14 +434,6 @@ class Reducer:
         self.close()
 
 
-class _StackFactory:
-    """Picklable factory of per-task stack accumulators."""
-
-    def __init__(self, shape):
-        self.shape = shape
-
-    def __call__(self):
-        return StackAccumulator(self.shape)
 
 
 def _mesh_pixels(background):

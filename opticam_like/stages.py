@@ -308,7 +308,7 @@ def catalog_frame(item, ctx, timer, stack):
         # saturated pixels keep their (clipped) values: a saturated star stays one source
         unusable = (calibrated.pixel_flags & ~np.uint16(PhotFlag.SATURATED)) != 0
         stack.add_frame(data, stacking_transform(transform, ctx.reference_shape),
-                        bad=unusable)
+                        bad=unusable, index=item.index)
     cosmic_rays = None
     if ctx.remove_cosmic_rays:
         hit = (calibrated.pixel_flags & np.uint16(PhotFlag.COSMIC_RAY)) != 0

@@ -1,0 +1,270 @@
+"""The night-wide catalogue: per-camera catalogues matched into one ID per star.
+
+OPTICAM's three cameras see the same field through a dichroic beam splitter: their pixel
+scales differ (0.1397, 0.1406 and 0.1661 arcsec/px), and so do their orientations and mirror
+flips. Each camera's catalogue (:func:`~opticam_like.catalog.catalog_from_stack`) is in its own
+reference frame, with IDs ranked by brightness in its own band, so the same star would have a
+different ID in each band. :func:`match_catalogs` finds the affine map from a reference
+camera's pixels to every other camera's pixels (asterism matching with astroalign, trying the
+four mirror flips, then a least-squares affine fit over all matched stars), matches the stars
+one to one, and numbers them once for the night: by brightness in the reference band, then the
+stars seen only in other bands by their brightness there.
+"""
+
+import numpy as np
+from astropy.table import Table
+from scipy.spatial import cKDTree
+
+from .alignment import AlignmentError, Transform, find_transform
+from .errors import ReductionError
+
+__all__ = ["NightCatalog", "match_catalogs", "camera_transform"]
+
+_FLIPS = ((1.0, 1.0), (-1.0, 1.0), (1.0, -1.0), (-1.0, -1.0))
+
+
+def _flip_matrix(sx, sy):
+    return np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _affine_fit(src, dst):
+    """Least-squares affine matrix (3x3) with ``dst = M @ src``."""
+    design = np.column_stack([src, np.ones(len(src))])
+    coeffs, *_ = np.linalg.lstsq(design, dst, rcond=None)
+    return np.vstack([coeffs.T, [0.0, 0.0, 1.0]])
+
+
+def _match(predicted, points, tolerance):
+    """One-to-one nearest matches within ``tolerance``: index arrays (i_predicted, i_points)."""
+    if len(points) == 0 or len(predicted) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    distance, nearest = cKDTree(points).query(predicted, distance_upper_bound=tolerance)
+    order = np.argsort(distance, kind="stable")
+    used, first, second = set(), [], []
+    for i in order:
+        if not np.isfinite(distance[i]) or nearest[i] in used:
+            continue
+        used.add(int(nearest[i]))
+        first.append(int(i))
+        second.append(int(nearest[i]))
+    return np.asarray(first, int), np.asarray(second, int)
+
+
+def camera_transform(ref_xy, cam_xy, tolerance=2.0, max_control_points=40):
+    """Affine transform from a reference camera's pixels to another camera's pixels.
+
+    Parameters
+    ----------
+    ref_xy : array_like, shape (N, 2)
+        Star positions in the reference camera (px), brightest first.
+    cam_xy : array_like, shape (M, 2)
+        Star positions in the other camera (px), brightest first.
+    tolerance : float
+        Matching radius (px, in the other camera) of the final fit.
+    max_control_points : int
+        Brightest stars of each list given to astroalign.
+
+    Returns
+    -------
+    Transform
+        Reference camera -> other camera (``method='night'``-style: ``n_matches`` and ``rms``
+        of the final affine fit over all one-to-one matches).
+
+    Raises
+    ------
+    AlignmentError
+        If no mirror flip gives a reliable match.
+
+    Notes
+    -----
+    astroalign (Beroiz et al. 2020) matches triangle asterisms and fits a similarity
+    transform, which cannot represent a mirror flip; the four flips of the other camera's
+    coordinates are tried in turn and the first that astroalign accepts (its own test rejects
+    chance coincidences of unrelated lists) is kept. It is refined by an affine least-squares fit (which absorbs small differences in scale between
+    the axes) iterated with the one-to-one matches.
+    """
+    ref_xy = np.asarray(ref_xy, dtype=float).reshape(-1, 2)
+    cam_xy = np.asarray(cam_xy, dtype=float).reshape(-1, 2)
+    matrix, reasons = None, []
+    for sx, sy in _FLIPS:
+        try:
+            found = find_transform(cam_xy * (sx, sy), ref_xy, method="astroalign",
+                                   max_control_points=max_control_points,
+                                   tolerance=tolerance)
+        except AlignmentError as exc:
+            reasons.append(f"flip ({sx:+.0f}, {sy:+.0f}): {exc.reason}")
+            continue
+        matrix = _flip_matrix(sx, sy) @ found.matrix
+        break
+    if matrix is None:
+        raise AlignmentError("no mirror flip matches the cameras: " + "; ".join(reasons))
+    for _ in range(3):
+        predicted = Transform(matrix).apply(ref_xy[:, 0], ref_xy[:, 1])
+        i_ref, i_cam = _match(np.column_stack(predicted), cam_xy, tolerance)
+        if len(i_ref) < 3:
+            break
+        matrix = _affine_fit(ref_xy[i_ref], cam_xy[i_cam])
+    predicted = np.column_stack(Transform(matrix).apply(ref_xy[:, 0], ref_xy[:, 1]))
+    i_ref, i_cam = _match(predicted, cam_xy, tolerance)
+    rms = float(np.sqrt(np.mean(np.sum((predicted[i_ref] - cam_xy[i_cam])**2, axis=1))))
+    return Transform(matrix, method="astroalign", n_matches=len(i_ref), rms=rms)
+
+
+class NightCatalog:
+    """One ID per star across the cameras of a night.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        One row per star: ``id`` (1-based night ID) and, for every band ``b``, ``x_b``, ``y_b``
+        (px in that camera's reference frame; predicted through the camera transform where the
+        camera did not detect the star), ``id_b`` (the camera catalogue's row ID, 0 where the
+        camera did not detect it), ``flux_b`` (e- per frame; NaN where not detected) and
+        ``in_b`` (True when the position lies inside that camera's frame).
+    reference : str
+        Band whose brightness ranks the IDs.
+    transforms : dict of str to Transform
+        Reference camera -> each camera.
+    """
+
+    def __init__(self, table, reference, transforms):
+        self.table = table
+        self.reference = reference
+        self.transforms = dict(transforms)
+
+    @property
+    def bands(self):
+        """The bands (cameras) of the night, reference first."""
+        return list(self.transforms)
+
+    def camera_catalog(self, band):
+        """The stars inside one camera, by night ID.
+
+        Parameters
+        ----------
+        band : str
+
+        Returns
+        -------
+        astropy.table.Table
+            ``id`` (night ID), ``x``, ``y`` (px in the camera's reference frame), ``flux``,
+            ``detected`` (bool), for the stars with ``in_band`` True, sorted by ID.
+
+        Raises
+        ------
+        KeyError
+            If ``band`` is not a camera of the night.
+        """
+        if band not in self.transforms:
+            raise KeyError(f"no camera {band!r} in the night catalogue (bands: {self.bands})")
+        rows = self.table[self.table[f"in_{band}"]]
+        return Table({"id": rows["id"], "x": rows[f"x_{band}"], "y": rows[f"y_{band}"],
+                      "flux": rows[f"flux_{band}"], "detected": rows[f"id_{band}"] > 0})
+
+    def find(self, x, y, band=None, tolerance=3.0):
+        """Night ID of the star nearest to ``(x, y)`` in a camera's reference frame.
+
+        Parameters
+        ----------
+        x, y : float
+            Position (px, 0-based) in the reference frame of ``band``.
+        band : str, optional
+            Camera whose pixels ``(x, y)`` are in; default the reference band.
+        tolerance : float
+            Largest distance (px) accepted.
+
+        Returns
+        -------
+        int
+
+        Raises
+        ------
+        ReductionError
+            If no star lies within ``tolerance``.
+        """
+        band = self.reference if band is None else band
+        cat = self.camera_catalog(band)
+        distance = np.hypot(np.asarray(cat["x"]) - x, np.asarray(cat["y"]) - y)
+        if len(distance) == 0 or distance.min() > tolerance:
+            nearest = f"; nearest at {distance.min():.1f} px" if len(distance) else ""
+            raise ReductionError(f"no star within {tolerance} px of ({x}, {y}) in the {band} "
+                                 f"frame{nearest}")
+        return int(cat["id"][int(np.argmin(distance))])
+
+
+def match_catalogs(catalogs, shapes, reference=None, tolerance=2.0):
+    """Match per-camera catalogues into the night-wide catalogue.
+
+    Parameters
+    ----------
+    catalogs : dict of str to astropy.table.Table
+        Per band (camera): ``x``, ``y`` (px), ``flux`` (e-), brightest first.
+    shapes : dict of str to tuple of int
+        Per band: the reference frame shape ``(ny, nx)``.
+    reference : str, optional
+        Band that ranks the IDs; default the band with the most sources.
+    tolerance : float
+        Matching radius (px).
+
+    Returns
+    -------
+    NightCatalog
+
+    Raises
+    ------
+    AlignmentError
+        If a camera cannot be matched to the reference camera.
+    """
+    bands = list(catalogs)
+    if reference is None:
+        reference = max(bands, key=lambda b: len(catalogs[b]))
+    bands = [reference] + [b for b in bands if b != reference]
+    ref = catalogs[reference]
+    ref_xy = np.column_stack([ref["x"], ref["y"]]).astype(float)
+    transforms = {reference: Transform.identity()}
+    for band in bands[1:]:
+        cat = catalogs[band]
+        transforms[band] = camera_transform(
+            ref_xy, np.column_stack([cat["x"], cat["y"]]).astype(float), tolerance=tolerance)
+
+    # stars: reference-band positions (px), their flux for ranking, and per-band matches
+    star_xy = [tuple(p) for p in ref_xy]
+    rank_key = [(0, -float(f)) for f in ref["flux"]]
+    members = {reference: {i: i for i in range(len(ref))}}
+    for order, band in enumerate(bands[1:], start=1):
+        cat = catalogs[band]
+        cam_xy = np.column_stack([cat["x"], cat["y"]]).astype(float)
+        xy = np.asarray(star_xy)
+        predicted = np.column_stack(transforms[band].apply(xy[:, 0], xy[:, 1]))
+        i_star, i_cam = _match(predicted, cam_xy, tolerance)
+        members[band] = dict(zip(i_star.tolist(), i_cam.tolist()))
+        inverse = transforms[band].inverse()
+        for j in sorted(set(range(len(cat))) - set(i_cam.tolist())):
+            members[band][len(star_xy)] = j
+            star_xy.append(tuple(np.ravel(inverse.apply(cam_xy[j, 0], cam_xy[j, 1]))))
+            rank_key.append((order, -float(cat["flux"][j])))
+    ranking = sorted(range(len(star_xy)), key=lambda s: rank_key[s])
+    xy = np.asarray(star_xy).reshape(-1, 2)[ranking]
+    table = Table()
+    table["id"] = np.arange(1, len(ranking) + 1)
+    for band in bands:
+        cat = catalogs[band]
+        x, y = transforms[band].apply(xy[:, 0], xy[:, 1])
+        x, y = np.array(x, dtype=float), np.array(y, dtype=float)
+        cam_id = np.zeros(len(ranking), dtype=np.int64)
+        flux = np.full(len(ranking), np.nan)
+        for row, star in enumerate(ranking):
+            j = members[band].get(star)
+            if j is not None:
+                x[row], y[row] = float(cat["x"][j]), float(cat["y"][j])
+                cam_id[row] = int(cat["id"][j]) if "id" in cat.colnames else j + 1
+                flux[row] = float(cat["flux"][j])
+        ny, nx = shapes[band]
+        table[f"x_{band}"] = x
+        table[f"y_{band}"] = y
+        table[f"id_{band}"] = cam_id
+        table[f"flux_{band}"] = flux
+        table[f"in_{band}"] = (x >= -0.5) & (x <= nx - 0.5) & (y >= -0.5) & (y <= ny - 0.5)
+    table.meta["reference_band"] = reference
+    table.meta["transforms"] = {b: t.matrix.tolist() for b, t in transforms.items()}
+    return NightCatalog(table, reference, transforms)
