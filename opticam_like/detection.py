@@ -47,6 +47,10 @@ class SourceFlag(IntFlag):
     """The segment touches a masked or non-finite pixel."""
     BLENDED = 4
     """The segment was split from a larger one by the deblender."""
+    UNDETECTED = 8
+    """Not detected in this camera's stack: a star of the night-wide catalogue found in
+    another camera, measured at its position mapped into this camera
+    (:mod:`opticam_like.sky`)."""
 
 
 def _as_image(data, name="data"):

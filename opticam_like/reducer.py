@@ -40,6 +40,7 @@ from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
 from .scan import acquisition_order, scan_frames
 from .settings import Settings
+from .sky import number_stars
 from .stacking import StackFactory
 from .stages import FrameItem, PassContext, catalog_frame, detect_frame, photometry_frame
 from .timing import frame_time_flags, frame_times
@@ -246,16 +247,21 @@ class Reducer:
     def create_catalogs(self):
         """Choose a reference per filter, align and stack every frame, detect the catalogue.
 
-        Writes ``cat/{filter}_catalog.ecsv``, ``cat/{filter}_stack.fits``,
-        ``cat/transforms_{filter}.ecsv``, ``cat/catalogs.pdf``, ``diag/background.pdf``,
-        ``diag/alignment.pdf`` and updates ``diag/rejected_frames.ecsv``.
+        With several cameras the catalogues are matched into one night-wide list
+        (:func:`~opticam_like.sky.number_stars`): a star has the same ID in every camera, and
+        every camera's catalogue holds every star of the night in ID order.
+
+        Writes ``cat/{filter}_catalog.ecsv``, ``cat/night_catalog.ecsv`` (several cameras),
+        ``cat/{filter}_stack.fits``, ``cat/transforms_{filter}.ecsv``, ``cat/catalogs.pdf``,
+        ``diag/background.pdf``, ``diag/alignment.pdf`` and updates
+        ``diag/rejected_frames.ecsv``.
 
         Returns
         -------
         dict of str to astropy.table.Table
             The catalogue of each filter.
         """
-        stacks, backgrounds, drifts = {}, {}, {}
+        stacks, counts, backgrounds, drifts = {}, {}, {}, {}
         for name, infos in self.groups.items():
             s = self.settings
             context = PassContext(profile=s.profile, calibration=self.calibration,
@@ -282,16 +288,20 @@ class Reducer:
             self._reject(failures)
             self.catalogs[name] = catalog
             self.transforms[name] = transforms
-            stacks[name] = image
+            stacks[name], counts[name] = image, stack.count
             seconds = (Time([i.time for i in infos]) - infos[0].time).sec
             backgrounds[name] = (seconds, transforms["background_median"],
                                  transforms["background_rms"])
             drifts[name] = (seconds, np.where(transforms["aligned"], transforms["dx"], np.nan),
                             np.where(transforms["aligned"], transforms["dy"], np.nan),
                             transforms["fwhm"])
-            write_table(catalog, schema.catalog_path(self.out_directory, name))
             write_table(transforms, schema.transforms_path(self.out_directory, name))
             write_stack(image, stack.count, schema.stack_path(self.out_directory, name))
+        self.catalogs, night = number_stars(self.catalogs, counts)
+        if night is not None:
+            write_table(night.table, self.out_directory / schema.NIGHT_CATALOG)
+        for name, catalog in self.catalogs.items():
+            write_table(catalog, schema.catalog_path(self.out_directory, name))
         from .plots import reduction as plots
         plots.plot_catalogs(stacks, self.catalogs, self.out_directory / schema.CATALOGS_PLOT)
         plots.plot_background(backgrounds, self.out_directory / schema.BACKGROUND_PLOT)

@@ -43,6 +43,7 @@ CATALOGS_PLOT = f"{CAT}/catalogs.pdf"
 HEADER_TIMES_PLOT = f"{DIAG}/header_times.pdf"
 BACKGROUND_PLOT = f"{DIAG}/background.pdf"
 ALIGNMENT_PLOT = f"{DIAG}/alignment.pdf"
+NIGHT_CATALOG = f"{CAT}/night_catalog.ecsv"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
 

@@ -11,6 +11,8 @@ one to one, and numbers them once for the night: by brightness in the reference 
 stars seen only in other bands by their brightness there.
 """
 
+import logging
+
 import numpy as np
 from astropy.table import Table
 from scipy.spatial import cKDTree
@@ -18,7 +20,9 @@ from scipy.spatial import cKDTree
 from .alignment import AlignmentError, Transform, find_transform
 from .errors import ReductionError
 
-__all__ = ["NightCatalog", "match_catalogs", "camera_transform"]
+__all__ = ["NightCatalog", "match_catalogs", "camera_transform", "number_stars"]
+
+log = logging.getLogger(__name__)
 
 _FLIPS = ((1.0, 1.0), (-1.0, 1.0), (1.0, -1.0), (-1.0, -1.0))
 
@@ -127,39 +131,80 @@ class NightCatalog:
         Reference camera -> each camera.
     """
 
-    def __init__(self, table, reference, transforms):
+    def __init__(self, table, reference, transforms, catalogs=None):
         self.table = table
         self.reference = reference
         self.transforms = dict(transforms)
+        self.catalogs = dict(catalogs or {})
 
     @property
     def bands(self):
         """The bands (cameras) of the night, reference first."""
         return list(self.transforms)
 
-    def camera_catalog(self, band):
-        """The stars inside one camera, by night ID.
+    def camera_catalog(self, band, count=None):
+        """The camera's catalogue numbered by night ID: every star of the night, in ID order.
+
+        Row ``k`` is night ID ``k + 1`` in every camera, so the photometry tables of all
+        cameras have the same columns (forced photometry at the mapped position where a camera
+        did not detect a star; outside its frame the points are flagged like any aperture
+        beyond the image).
 
         Parameters
         ----------
         band : str
+        count : ndarray of int, shape (ny, nx), optional
+            Frames behind each pixel of the camera's stack (for the ``coverage`` column of the
+            stars it did not detect; 0 without it).
 
         Returns
         -------
         astropy.table.Table
             ``id`` (night ID), ``x``, ``y`` (px in the camera's reference frame), ``flux``,
-            ``detected`` (bool), for the stars with ``in_band`` True, sorted by ID.
+            ``peak``, ``fwhm``, ``npix`` (from the camera's detection; NaN / 0 where it did not
+            detect the star), ``coverage``, ``flags`` (the finder's, or
+            ``SourceFlag.UNDETECTED``), ``detected`` and ``inside`` (bool), ``camera_id`` (the
+            brightness rank in this camera's own catalogue, 0 when not detected).
 
         Raises
         ------
         KeyError
             If ``band`` is not a camera of the night.
         """
+        from .detection import SourceFlag
+
         if band not in self.transforms:
             raise KeyError(f"no camera {band!r} in the night catalogue (bands: {self.bands})")
-        rows = self.table[self.table[f"in_{band}"]]
-        return Table({"id": rows["id"], "x": rows[f"x_{band}"], "y": rows[f"y_{band}"],
-                      "flux": rows[f"flux_{band}"], "detected": rows[f"id_{band}"] > 0})
+        table, own = self.table, self.catalogs.get(band)
+        cam_id = np.asarray(table[f"id_{band}"])
+        detected = cam_id > 0
+        n = len(table)
+        out = Table()
+        out["id"] = table["id"]
+        out["x"] = np.asarray(table[f"x_{band}"], dtype=float)
+        out["y"] = np.asarray(table[f"y_{band}"], dtype=float)
+        columns = {"flux": (float, np.nan), "peak": (float, np.nan), "fwhm": (float, np.nan),
+                   "npix": (np.int64, 0), "coverage": (float, 0.0), "flags": (np.int32, 0)}
+        for name, (dtype, fill) in columns.items():
+            values = np.full(n, fill, dtype=dtype)
+            if own is not None and name in own.colnames and detected.any():
+                values[detected] = np.asarray(own[name])[cam_id[detected] - 1]
+            out[name] = values
+        out["flags"][~detected] = int(SourceFlag.UNDETECTED)
+        if count is not None:
+            count = np.asarray(count)
+            ny, nx = count.shape
+            xi = np.clip(np.rint(out["x"]).astype(int), 0, nx - 1)
+            yi = np.clip(np.rint(out["y"]).astype(int), 0, ny - 1)
+            fraction = count[yi, xi] / max(int(count.max()), 1)
+            out["coverage"][~detected] = np.where(np.asarray(table[f"in_{band}"]),
+                                                  fraction, 0.0)[~detected]
+        out["detected"] = detected
+        out["inside"] = np.asarray(table[f"in_{band}"], dtype=bool)
+        out["camera_id"] = cam_id
+        out.meta.update({k: v for k, v in (own.meta.items() if own is not None else ())})
+        out.meta["night_reference_band"] = self.reference
+        return out
 
     def find(self, x, y, band=None, tolerance=3.0):
         """Night ID of the star nearest to ``(x, y)`` in a camera's reference frame.
@@ -184,6 +229,7 @@ class NightCatalog:
         """
         band = self.reference if band is None else band
         cat = self.camera_catalog(band)
+        cat = cat[cat["inside"]]
         distance = np.hypot(np.asarray(cat["x"]) - x, np.asarray(cat["y"]) - y)
         if len(distance) == 0 or distance.min() > tolerance:
             nearest = f"; nearest at {distance.min():.1f} px" if len(distance) else ""
@@ -267,4 +313,46 @@ def match_catalogs(catalogs, shapes, reference=None, tolerance=2.0):
         table[f"in_{band}"] = (x >= -0.5) & (x <= nx - 0.5) & (y >= -0.5) & (y <= ny - 0.5)
     table.meta["reference_band"] = reference
     table.meta["transforms"] = {b: t.matrix.tolist() for b, t in transforms.items()}
-    return NightCatalog(table, reference, transforms)
+    return NightCatalog(table, reference, transforms, catalogs)
+
+
+def number_stars(catalogs, counts, reference=None):
+    """Give the stars of a night's per-camera catalogues one ID across the cameras.
+
+    Parameters
+    ----------
+    catalogs : dict of str to astropy.table.Table
+        Per band (camera): the catalogue of :func:`~opticam_like.catalog.catalog_from_stack`.
+    counts : dict of str to ndarray of int, shape (ny, nx)
+        Per band: frames behind each pixel of the stack (gives the shapes and coverages).
+    reference : str, optional
+        Band that ranks the IDs (default: the one with the most sources).
+
+    Returns
+    -------
+    catalogs : dict of str to astropy.table.Table
+        Per band, :meth:`NightCatalog.camera_catalog`: every star of the night in night-ID
+        order. Unchanged with a single band, or when a camera cannot be matched (the reason is
+        logged as a warning and ``night_ids`` is False in each catalogue's metadata).
+    night : NightCatalog or None
+        None when the catalogues were left unchanged.
+    """
+    if len(catalogs) < 2:
+        return catalogs, None
+    try:
+        night = match_catalogs(catalogs, {b: np.shape(c) for b, c in counts.items()},
+                               reference=reference)
+    except AlignmentError as exc:
+        log.warning("the cameras could not be matched (%s): each camera keeps its own "
+                    "brightness-ranked IDs, so an ID names different stars in different "
+                    "cameras", exc.reason)
+        for catalog in catalogs.values():
+            catalog.meta["night_ids"] = False
+        return catalogs, None
+    numbered = {}
+    for band in catalogs:
+        numbered[band] = night.camera_catalog(band, counts[band])
+        numbered[band].meta["night_ids"] = True
+        log.info("%s: %d night stars, %d detected in this camera", band, len(numbered[band]),
+                 int(numbered[band]["detected"].sum()))
+    return numbered, night

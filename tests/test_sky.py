@@ -94,8 +94,15 @@ def test_undetected_star_has_predicted_position_and_coverage(matched):
         want = matrix_i[:2, :2] @ sky + matrix_i[:2, 2]
         assert np.hypot(row["x_i"] - want[0], row["y_i"] - want[1]) < 0.3
     cat_i = night.camera_catalog("i")
-    assert len(cat_i) == int(table["in_i"].sum())
+    # every night star, in ID order, in every camera
+    assert list(cat_i["id"]) == list(table["id"])
+    assert cat_i["inside"].sum() == int(table["in_i"].sum())
     assert cat_i["detected"].sum() == len(catalogs["i"])
+    undetected = ~np.asarray(cat_i["detected"])
+    assert np.all(cat_i["flags"][undetected] == 8) and np.all(np.isnan(cat_i["flux"][undetected]))
+    detected_rows = cat_i[cat_i["detected"]]
+    own = catalogs["i"]
+    np.testing.assert_array_equal(detected_rows["flux"], own["flux"][detected_rows["camera_id"] - 1])
 
 
 def test_find_by_position_in_any_camera(matched):
