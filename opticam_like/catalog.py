@@ -211,6 +211,7 @@ def transforms_table(paths, rows):
     for key in ("method", "n_matches", "rms"):
         table[key] = [r[key] for r in records]
     table["fwhm"] = [getattr(r, "fwhm", np.nan) for r in rows]
+    table["n_trails"] = [len(getattr(r, "trails", ())) for r in rows]
     table["background_median"] = [getattr(r, "background_median", np.nan) for r in rows]
     table["background_rms"] = [getattr(r, "background_rms_median", np.nan) for r in rows]
     table["aligned"] = aligned

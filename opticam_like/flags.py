@@ -40,6 +40,9 @@ class PhotFlag(IntFlag):
     BLENDED = 2048
     """More than 1% of the aperture's flux is predicted to come from catalogued neighbours
     (their catalogue flux spread by the frame's PSF, :mod:`opticam_like.photometry.blends`)."""
+    TRAIL = 4096
+    """A pixel of the aperture lies on a satellite, aircraft or meteor trail found in the frame
+    (:func:`opticam_like.trails.find_trails`)."""
 
 
 def decode_flags(value):

@@ -277,7 +277,8 @@ class Reducer:
                 accumulator=StackFactory(infos[ref_index].shape, len(infos)))
             self._log_timings(f"catalogue pass {name}", timings)
             self._carried[name] = [(getattr(r, "cosmic_rays", None),
-                                    getattr(r, "background", None)) for r in rows]
+                                    getattr(r, "background", None),
+                                    getattr(r, "trails", ())) for r in rows]
             catalog, image = catalog_from_stack(stack, s.catalog_finder, s.max_sources)
             catalog.meta.update({"filter": name,
                                  "reference_frame": Path(infos[ref_index].path).name})
@@ -369,7 +370,7 @@ class Reducer:
                 n_sky_global=_mesh_pixels(s.background))
             matrices = [t.matrix for t in transforms_from_table(transforms)]
             not_aligned = np.where(transforms["aligned"], 0, PhotFlag.NOT_ALIGNED)
-            carried = self._carried.get(name, [(None, None)] * len(infos))
+            carried = self._carried.get(name, [(None, None, ())] * len(infos))
             items = [FrameItem(i.path, i, n, tuple(matrices[n].ravel()),
                                float(transforms["fwhm"][n]), int(not_aligned[n]),
                                *carried[n])

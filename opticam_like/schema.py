@@ -59,7 +59,8 @@ TIME_COLUMNS = {"bjd_tdb": ("jd", "tdb"), "bmjd_tdb": ("mjd", "tdb"), "mjd_utc":
 name): name -> (format, scale) of a plain-number column."""
 
 TRANSFORM_COLUMNS = ("frame", "file", "matrix", "dx", "dy", "method", "n_matches", "rms",
-                     "fwhm", "background_median", "background_rms", "aligned", "reason")
+                     "fwhm", "n_trails", "background_median", "background_rms", "aligned",
+                     "reason")
 """Columns of ``cat/transforms_{filter}.ecsv``; ``matrix``, ``method``, ``n_matches`` and
 ``rms`` are :meth:`opticam_like.alignment.Transform.to_dict` records."""
 

@@ -22,6 +22,7 @@ from .frames import FrameError, read_frame
 from .photometry.cosmic_rays import star_cosmic_rays
 from .photometry.moffat import measure_psf
 from .photometry.photometers import MeasureInput
+from .trails import find_trails, trail_mask
 
 __all__ = ["FrameItem", "PassContext", "CatalogRow", "PhotometryRow", "apply_background",
            "prepare_frame", "detect_frame", "catalog_frame", "photometry_frame",
@@ -54,6 +55,9 @@ class FrameItem:
         can travel in compact form (``compact()``, as :class:`MeshBackground`): the
         photometry pass reuses it instead of computing it again from the same calibrated
         pixels.
+    trails : tuple of tuple
+        Trails found in the catalogue pass (:meth:`opticam_like.trails.Trail.as_tuple`); their
+        pixels are flagged ``TRAIL`` in the photometry pass.
     """
 
     path: str
@@ -64,6 +68,7 @@ class FrameItem:
     position_flags: int = 0
     cosmic_rays: np.ndarray | None = None
     background: object = None
+    trails: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class CatalogRow:
     xy: np.ndarray | None = None
     cosmic_rays: np.ndarray | None = None
     background: object = None
+    trails: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -289,14 +295,20 @@ def detect_frame(item, ctx, timer):
 
 
 def catalog_frame(item, ctx, timer, stack):
-    """Catalogue pass for one frame: detect, align to the reference, add to the stack.
+    """Catalogue pass for one frame: detect, find trails, align, add to the stack.
 
-    A frame that cannot be aligned is not stacked; its row says why (``align_error``).
+    A frame that cannot be aligned is not stacked; its row says why (``align_error``). Trail
+    pixels (:func:`~opticam_like.trails.find_trails`) never enter the stack; the trails travel
+    to the photometry pass in the row.
     """
     calibrated, background, data = prepare_frame(item, ctx, timer)
     timer.step("detect")
     sources = ctx.finder(data, background.background_rms_median, mask=calibrated.mask)
     xy = np.column_stack([sources["x"], sources["y"]]).astype(float)
+    fwhm = frame_fwhm(data, sources, calibrated.mask)
+    timer.step("trails")
+    trails = find_trails(data, float(background.background_rms_median), mask=calibrated.mask,
+                         sources=sources, fwhm=fwhm if np.isfinite(fwhm) else ctx.fwhm_guess)
     timer.step("align")
     try:
         transform = find_transform(xy, ctx.reference_xy, method=ctx.alignment)
@@ -307,6 +319,7 @@ def catalog_frame(item, ctx, timer, stack):
         timer.step("stack")
         # saturated pixels keep their (clipped) values: a saturated star stays one source
         unusable = (calibrated.pixel_flags & ~np.uint16(PhotFlag.SATURATED)) != 0
+        unusable |= trail_mask(data.shape, trails)
         stack.add_frame(data, stacking_transform(transform, ctx.reference_shape),
                         bad=unusable, index=item.index)
     cosmic_rays = None
@@ -315,10 +328,10 @@ def catalog_frame(item, ctx, timer, stack):
         cosmic_rays = np.flatnonzero(hit).astype(np.int32)
     compact = getattr(background, "compact", None)
     return CatalogRow(item.index, float(background.background_median),
-                      float(background.background_rms_median),
-                      frame_fwhm(data, sources, calibrated.mask),
+                      float(background.background_rms_median), fwhm,
                       len(sources), transform, error, cosmic_rays=cosmic_rays,
-                      background=compact() if compact is not None else None)
+                      background=compact() if compact is not None else None,
+                      trails=tuple(t.as_tuple() for t in trails))
 
 
 def stacking_transform(transform, shape, tolerance=0.5):
@@ -399,6 +412,9 @@ def photometry_frame(item, ctx, timer):
     flags |= item.position_flags
     sky_rms = _sample(background.background_rms, x, y)
     pixel_flags = calibrated.pixel_flags
+    if item.trails:  # trail pixels are left out of apertures and annuli, and flag the points
+        on_trail = trail_mask(data.shape, item.trails)
+        pixel_flags = np.where(on_trail, pixel_flags | np.uint16(PhotFlag.TRAIL), pixel_flags)
     if ctx.remove_cosmic_rays:
         timer.step("cosmic rays")
         hits = star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_rms**2)

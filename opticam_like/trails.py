@@ -218,7 +218,7 @@ def find_trails(data, rms, mask=None, sources=None, fwhm=3.0, threshold=2.0, min
         expected = votes.mean() * min(votes.shape)
         min_votes = max(min_votes_line * 0.5, expected + 6 * math.sqrt(max(expected, 1.0)))
         found = None
-        for angle, distance in _hough_peaks(space, theta, rho, min_votes, n_peaks=3):
+        for angle, distance in _hough_peaks(space, theta, rho, min_votes, n_peaks=6):
             # block (i, j) is centred on pixel (factor j + (factor - 1) / 2, ...)
             distance = factor * distance + (factor - 1) / 2 * (math.cos(angle) + math.sin(angle))
             refined = _refine_line(data, usable, angle, distance, fwhm, rms)
@@ -321,7 +321,7 @@ def _refine_line(data, usable, theta, rho, fwhm, rms, iterations=3):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             profile = np.nanmean(blocks, axis=1)
-            n_used = np.isfinite(blocks).sum(axis=1).min(axis=1)
+            n_used = np.median(np.isfinite(blocks).sum(axis=1), axis=1)
             profile -= np.nanmedian(profile, axis=1, keepdims=True)
             peak = np.nanmax(np.where(np.isfinite(profile), profile, -np.inf), axis=1)
         noise = rms / np.sqrt(np.maximum(n_used, 1))
@@ -330,6 +330,13 @@ def _refine_line(data, usable, theta, rho, fwhm, rms, iterations=3):
             return None
         weights = np.clip(np.nan_to_num(profile[strong]), 0.0, None)
         centre = (weights * u).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
+        # sharper than the PSF across: a detector column or row, not light from the sky
+        near = np.abs(u[None, :] - centre[:, None]) < fwhm
+        inner = np.where(near, weights, 0.0)
+        spread = (inner * (u[None, :] - centre[:, None]) ** 2).sum(axis=1) / np.maximum(
+            inner.sum(axis=1), 1e-12)
+        if np.median(spread) < (0.5 * fwhm / 2.3548) ** 2:
+            return None
         along = (t[starts] + 0.5 * (per_piece - 1) * (t[1] - t[0]))[strong]
         keep = np.ones(len(centre), dtype=bool)
         for _ in range(3):

@@ -90,3 +90,14 @@ def test_bad_input():
         find_trails(np.zeros(5), RMS)
     with pytest.raises(ValueError, match="rms"):
         find_trails(np.zeros((5, 5)), 0.0)
+
+
+def test_hot_and_dead_columns_are_not_trails():
+    image = _field(4)
+    image[:, 77] += 6 * RMS                      # a hot column
+    image[30:200, 150] += 15 * RMS                # a partial hot column
+    image[140, :] -= 8 * RMS                      # a low row
+    assert find_trails(image, RMS, sources=_sources(image), fwhm=FWHM) == []
+    _add_trail(image, -5, 60, 260, 90, 3 * RMS)   # a real trail is still found beside them
+    trails = find_trails(image, RMS, sources=_sources(image), fwhm=FWHM)
+    assert len(trails) == 1 and abs(trails[0].y0 - 60.6) < 1.5
