@@ -330,12 +330,11 @@ def _refine_line(data, usable, theta, rho, fwhm, rms, iterations=3):
             return None
         weights = np.clip(np.nan_to_num(profile[strong]), 0.0, None)
         centre = (weights * u).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
-        # sharper than the PSF across: a detector column or row, not light from the sky
-        near = np.abs(u[None, :] - centre[:, None]) < fwhm
-        inner = np.where(near, weights, 0.0)
-        spread = (inner * (u[None, :] - centre[:, None]) ** 2).sum(axis=1) / np.maximum(
-            inner.sum(axis=1), 1e-12)
-        if np.median(spread) < (0.5 * fwhm / 2.3548) ** 2:
+        # sharper than the PSF across (half-maximum width of the mean cross profile): a
+        # detector column or row, not light from the sky
+        mean_profile = np.nanmean(profile[strong], axis=0)
+        width = (mean_profile > 0.5 * np.nanmax(mean_profile)).sum() * (u[1] - u[0])
+        if width < 0.6 * fwhm:
             return None
         along = (t[starts] + 0.5 * (per_piece - 1) * (t[1] - t[0]))[strong]
         keep = np.ones(len(centre), dtype=bool)
