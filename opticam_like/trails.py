@@ -330,11 +330,18 @@ def _refine_line(data, usable, theta, rho, fwhm, rms, iterations=3):
             return None
         weights = np.clip(np.nan_to_num(profile[strong]), 0.0, None)
         centre = (weights * u).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
-        # sharper than the PSF across (half-maximum width of the mean cross profile): a
-        # detector column or row, not light from the sky
-        mean_profile = np.nanmean(profile[strong], axis=0)
-        width = (mean_profile > 0.5 * np.nanmax(mean_profile)).sum() * (u[1] - u[0])
-        if width < 0.6 * fwhm:
+        # sharper than the PSF across (the half-maximum width of the pieces' cross profiles,
+        # each moved to its centroid and averaged): a detector column or row, not light from
+        # the sky
+        step = u[1] - u[0]
+        clear = (peak[strong] > 6 * noise[strong])
+        if clear.sum() >= 3:   # pieces bright enough for a width of their own
+            width = np.median([_half_width(p) for p in profile[strong][clear]])
+        else:
+            aligned = [np.roll(np.nan_to_num(p), -int(round(c / step)))
+                       for p, c in zip(profile[strong], centre)]
+            width = _half_width(np.mean(aligned, axis=0))
+        if width * step < 0.6 * fwhm:
             return None
         along = (t[starts] + 0.5 * (per_piece - 1) * (t[1] - t[0]))[strong]
         keep = np.ones(len(centre), dtype=bool)
@@ -347,6 +354,20 @@ def _refine_line(data, usable, theta, rho, fwhm, rms, iterations=3):
         angle = math.atan(slope)
         theta, rho = theta - angle, (rho + offset) * math.cos(angle)
     return theta, rho
+
+
+def _half_width(profile):
+    """Samples in the run above half the maximum that contains the maximum."""
+    values = np.nan_to_num(profile, nan=-np.inf)
+    peak = int(np.argmax(values))
+    above = values > 0.5 * values[peak]
+    left = peak
+    while left > 0 and above[left - 1]:
+        left -= 1
+    right = peak
+    while right < len(values) - 1 and above[right + 1]:
+        right += 1
+    return right - left + 1
 
 
 def _verify(data, usable, theta, rho, offsets, rms, fwhm, width, min_length,
