@@ -32,8 +32,9 @@ searched for features sharper than any star:
    times that mean (``R = 4.38`` at 1.5 px, computed by :func:`star_sharpness_limit`
    over all sub-pixel centres; broader or Moffat profiles give less), so a star has
    ``e <= (1 - 1/R) v`` where ``v`` is the pixel's excess over the local level. A pixel is a
-   defect when ``|e| > nsigma * sigma_e``, ``e`` and ``v`` have the same sign and
-   ``|e| > (1 - 1/R) |v|``. Positive defects are **hot** (excess >= ``hot_rate`` e-/s) or
+   defect when ``|e|`` and ``|v|`` both exceed ``nsigma * sigma_e``, ``e`` and ``v`` have the
+   same sign and ``|e| > (1 - 1/R) |v|`` (a pixel on the steep edge of a star is below its
+   neighbours but not below the local level). Positive defects are **hot** (excess >= ``hot_rate`` e-/s) or
    **warm**; negative ones are **dead** (or cold) pixels. On a night without drift a star
    stays in the combination and is rejected by this test alone.
 
@@ -81,7 +82,8 @@ from ..parallel import FrameFailure
 from .masks import local_median
 from .masters import _file_name, format_key, master_key
 
-__all__ = ["DefectOptions", "DefectAccumulator", "DefectMap", "DefectBits", "find_defects",
+__all__ = ["DEFECT_KINDS", "DefectOptions", "DefectAccumulator", "DefectMap", "DefectBits",
+           "find_defects",
            "accumulate_defects", "build_defect_maps", "defect_key", "sample_indices",
            "star_sharpness_limit", "read_defect_flags", "defects_fingerprint"]
 
@@ -337,6 +339,18 @@ def star_sharpness_limit(fwhm):
     return float(best)
 
 
+def _nanmedian_first_axis(stack):
+    """Median over the first axis ignoring NaN (NaN where all are), by one sort: much faster
+    than ``np.nanmedian`` along a short first axis."""
+    stack = np.sort(stack, axis=0)  # NaN last
+    n = np.isfinite(stack).sum(axis=0)
+    low = np.take_along_axis(stack, np.maximum((n - 1) // 2, 0)[None], 0)[0]
+    high = np.take_along_axis(stack, np.minimum(n // 2, len(stack) - 1)[None], 0)[0]
+    median = 0.5 * (low + high)
+    median[n == 0] = np.nan
+    return median
+
+
 def _neighbour_statistic(image, offsets, statistic):
     """Per-pixel statistic of the finite values at ``(dy, dx)`` offsets (none outside the
     image): their ``'median'``, or their ``'interquartile'`` mean (of the ``n - 2 (n // 4)``
@@ -350,20 +364,18 @@ def _neighbour_statistic(image, offsets, statistic):
         y1 = min(ny, y0 + rows)
         stack = np.stack([padded[pad + y0 + dy:pad + y1 + dy, pad + dx:pad + dx + nx]
                           for dy, dx in offsets])
+        if statistic == "median":
+            result[y0:y1] = _nanmedian_first_axis(stack)
+            continue
         stack.sort(axis=0)  # NaN last
         n = np.isfinite(stack).sum(axis=0)
-        if statistic == "median":
-            low = np.take_along_axis(stack, np.maximum((n - 1) // 2, 0)[None], 0)[0]
-            high = np.take_along_axis(stack, np.minimum(n // 2, len(offsets) - 1)[None], 0)[0]
-            value = 0.5 * (low + high)
-        else:
-            cut = n // 4
-            total = np.concatenate([np.zeros((1,) + n.shape, np.float32),
-                                    np.cumsum(np.nan_to_num(stack), axis=0)])
-            upper = np.take_along_axis(total, (n - cut)[None], 0)[0]
-            lower = np.take_along_axis(total, cut[None], 0)[0]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                value = (upper - lower) / (n - 2 * cut)
+        cut = n // 4
+        total = np.concatenate([np.zeros((1,) + n.shape, np.float32),
+                                np.cumsum(np.nan_to_num(stack), axis=0)])
+        upper = np.take_along_axis(total, (n - cut)[None], 0)[0]
+        lower = np.take_along_axis(total, cut[None], 0)[0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = (upper - lower) / (n - 2 * cut)
         value[n == 0] = np.nan
         result[y0:y1] = value
     return result
@@ -381,10 +393,7 @@ def _segment_edges(n, segment):
 
 
 def _segment_medians(image, edges):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN segments stay NaN
-        return np.stack([np.nanmedian(image[a:b], axis=0) for a, b in zip(edges[:-1],
-                                                                          edges[1:])])
+    return np.stack([_nanmedian_first_axis(image[a:b]) for a, b in zip(edges[:-1], edges[1:])])
 
 
 def _runs(flags):
@@ -461,6 +470,23 @@ def _line_defects(combined, level, nsigma, segment, window):
                                               / sigma[first:last, x]))))
                 mask[start:stop, x] = True
     return lines, mask
+
+
+def _fill_lines(image, columns, rows):
+    """``image`` with the pixels of bad columns (rows) replaced by the mean of their left and
+    right (lower and upper) neighbours that are not on a bad line, so that the pixels beside
+    a bad line keep 8 neighbours and a star across the line keeps its profile; NaN where no
+    such neighbour exists."""
+    clean = np.where(columns | rows, np.nan, image)
+    padded = np.pad(clean, 1, constant_values=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no neighbour: NaN
+        across = {"columns": np.nanmean([padded[1:-1, :-2], padded[1:-1, 2:]], axis=0),
+                  "rows": np.nanmean([padded[:-2, 1:-1], padded[2:, 1:-1]], axis=0)}
+    clean[columns] = across["columns"][columns]
+    only_rows = rows & ~columns
+    clean[only_rows] = across["rows"][only_rows]
+    return clean
 
 
 @dataclass
@@ -585,7 +611,8 @@ def find_defects(combined, options=None, n_frames=0):
 
     Notes
     -----
-    The algorithm is described in the module docstring. Cost at 2048 x 2048: ~? s.
+    The algorithm is described in the module docstring. Cost: 0.8 s at 512 x 512, 6-9 s at
+    2048 x 2048 (once per camera and night).
     """
     options = options or DefectOptions()
     image = np.asarray(combined, dtype=np.float32)
@@ -601,18 +628,20 @@ def find_defects(combined, options=None, n_frames=0):
     lines["column"], lines["row"] = columns, rows
 
     on_line = line_masks["columns"] | line_masks["rows"]
-    clean = np.where(on_line, np.nan, image)
-    level = local_median(clean, options.box_size)
+    clean = _fill_lines(image, line_masks["columns"], line_masks["rows"])
+    level = local_median(np.where(on_line, np.nan, clean), options.box_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lines
         clean -= np.nan_to_num(np.nanmedian(clean - level, axis=0))[None, :]
         clean -= np.nan_to_num(np.nanmedian(clean - level, axis=1))[:, None]
     sharp = clean - _neighbour_statistic(clean, _EIGHT, "interquartile")
+    sharp[on_line] = np.nan
     excess = clean - level
     sigma = _MAD_TO_SIGMA * local_median(np.abs(sharp), options.box_size)
     ratio = star_sharpness_limit(options.min_fwhm)
     with np.errstate(invalid="ignore"):
         defect = ((np.abs(sharp) > options.nsigma * sigma) & (sharp * excess > 0)
+                  & (np.abs(excess) > options.nsigma * sigma)
                   & (np.abs(sharp) > (1 - 1 / ratio) * np.abs(excess)))
         positive = defect & (sharp > 0)
         hot = positive & (sharp >= options.hot_rate)
@@ -636,7 +665,6 @@ def find_defects(combined, options=None, n_frames=0):
     names = ("kind", "x0", "x1", "y0", "y1", "n_pixels", "excess", "significance")
     table = Table(rows=records or None, names=names,
                   dtype=("U11", int, int, int, int, int, float, float))
-    table["excess"].unit = "electron / (pixel s)"
     noise = float(np.nanmedian(sigma)) if np.isfinite(sigma).any() else math.nan
     meta = {"n_frames": int(n_frames), "noise": noise,
             "detection_limit": options.nsigma * noise, "star_ratio": ratio,
