@@ -28,13 +28,14 @@ from opticam_like.stages import PassContext
 CAMERAS = ("C1", "C2", "C3")
 
 
-def _build(directory, cache, profile="opticam", log=None):
+def _build(directory, cache, profile="opticam", log=None, n_workers=1):
     profile = load_profile(profile)
     scan = scan_frames([directory], profile)
     infos = [info for group in scan.groups.values() for info in group]
     context = PassContext(profile=profile, background=DefaultBackground())
-    maps, failures = build_defect_maps(infos, context, WorkerPool(1, progress=False),
-                                       cache_directory=cache, log=log)
+    with WorkerPool(n_workers, progress=False) as pool:
+        maps, failures = build_defect_maps(infos, context, pool, cache_directory=cache,
+                                           log=log)
     assert failures == []
     return {key[0]: DefectMap.read(path) for key, path in maps.items()}, maps, infos
 
@@ -140,6 +141,14 @@ def test_cache_reused_and_rebuilt(drifting, caplog):
     assert flags.dtype == np.uint16 and not flags.flags.writeable
     assert np.array_equal(flags == PhotFlag.BAD_PIXEL, defect_map.mask)
     assert np.array_equal(flags == 0, ~defect_map.mask)
+
+
+def test_process_pool_gives_the_same_maps(drifting, tmp_path):
+    _, serial, _, _, root = drifting
+    parallel, _, _ = _build(root / "night", tmp_path / "cal", n_workers=2)
+    for camera, found in serial.items():
+        assert np.array_equal(parallel[camera].mask, found.mask)
+        np.testing.assert_allclose(parallel[camera].combined, found.combined, atol=0.05)
 
 
 def _frames(n, shape, seed=0):
