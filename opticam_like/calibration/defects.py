@@ -34,9 +34,10 @@ searched for features sharper than any star:
    ``e <= (1 - 1/R) v`` where ``v`` is the pixel's excess over the local level. A pixel is a
    defect when ``|e|`` and ``|v|`` both exceed ``nsigma * sigma_e``, ``e`` and ``v`` have the
    same sign and ``|e| > (1 - 1/R) |v|`` (a pixel on the steep edge of a star is below its
-   neighbours but not below the local level). Positive defects are **hot** (excess >= ``hot_rate`` e-/s) or
-   **warm**; negative ones are **dead** (or cold) pixels. On a night without drift a star
-   stays in the combination and is rejected by this test alone.
+   neighbours but not below the local level). Positive defects are **hot** (excess >=
+   ``hot_rate`` e-/s) or **warm**; negative ones are **dead** (or cold) pixels. On a night
+   without drift a star stays in the combination and is rejected by this test alone; a
+   defect on such a star is found only when it is sharper than the star.
 
 The combination of a night with frames of ``sigma`` e- of sky noise per pixel has a noise of
 about ``1.25 sigma / sqrt(n_sample)``, so warm pixels are found down to about ``nsigma`` times
@@ -311,9 +312,10 @@ def star_sharpness_limit(fwhm):
     """Largest ratio of a star's brightest pixel to the interquartile mean of its 8 neighbours.
 
     The interquartile mean is that of the 4 middle values of the 8 neighbours (so that up to
-    two neighbouring defects do not hide a defect). The star is a circular Gaussian of FWHM ``fwhm`` integrated
-    over square pixels; the ratio is maximised over the sub-pixel position of its centre. A
-    profile with broader wings (Moffat) or a larger FWHM gives a smaller ratio.
+    two neighbouring defects do not hide a defect). The star is a circular Gaussian of FWHM
+    ``fwhm`` integrated over square pixels; the ratio is maximised over the sub-pixel position
+    of its centre. A profile with broader wings (Moffat) or a larger FWHM gives a smaller
+    ratio.
 
     Parameters
     ----------
