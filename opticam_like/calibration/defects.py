@@ -18,8 +18,11 @@ searched for features sharper than any star:
    segments of ``segment`` pixels along each column are thresholded at ``nsigma`` times their
    robust (MAD) scatter over the whole image. A segment counts only when the column stands out
    from the local level (:func:`~opticam_like.calibration.masks.local_median` of the
-   combination) by no more than twice its difference from its neighbours, which a star's
-   wings never do. Runs of flagged segments are whole or partial columns; the ends of a
+   combination) by no more than twice its difference from its neighbours (a star's wings
+   stand out much more), when that difference is at least twice its pixel noise and its
+   robust scatter along the segment at most three times that noise: a bad column is even
+   along its length, while stars that stay on a column on a night without drift make it
+   peak and fall. Runs of flagged segments are whole or partial columns; the ends of a
    partial column are placed at the most likely change point of its pixel values (the split
    that maximises the likelihood of a step between the background and the column's level).
    Rows: the same on the transposed image.
@@ -96,6 +99,7 @@ _EIGHT = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 _MAD_TO_SIGMA = 1.4826
 _LINE_SHARPNESS = 0.5   # a bad column's difference from its neighbours is >= half its excess
 _LINE_CONTRAST = 2.0    # ... and >= twice the pixel noise of that difference
+_LINE_SMOOTHNESS = 3.0  # ... and scatters along the line by <= 3 times that noise
 _CHUNK_VALUES = 1 << 22  # values per temporary stack of neighbours (16 MB of float32)
 
 
@@ -425,7 +429,7 @@ def _local_sigma(values, window):
     segments and ``window`` lines (MAD about the overall median)."""
     deviation = np.abs(values - np.nanmedian(values))
     deviation[~np.isfinite(deviation)] = np.nanmedian(deviation)
-    return _MAD_TO_SIGMA * median_filter(deviation, size=(3, window), mode="nearest")
+    return _MAD_TO_SIGMA * median_filter(deviation, size=(3, window), mode="mirror")
 
 
 def _line_defects(combined, level, nsigma, segment, window):
@@ -445,12 +449,17 @@ def _line_defects(combined, level, nsigma, segment, window):
     seg_difference = _segment_medians(difference, edges)
     seg_excess = _segment_medians(excess, edges)
     sigma = _local_sigma(seg_difference, window)
-    contrast = _LINE_CONTRAST * _robust_sigma(difference)
+    pixel_sigma = _robust_sigma(difference)
+    spread = _MAD_TO_SIGMA * np.stack([
+        _nanmedian_first_axis(np.abs(difference[a:b] - seg_difference[j]))
+        for j, (a, b) in enumerate(zip(edges[:-1], edges[1:]))])
     lines, mask = [], np.zeros((ny, nx), dtype=bool)
     with np.errstate(invalid="ignore"):
-        flagged = ((np.abs(seg_difference) > np.maximum(nsigma * sigma, contrast))
+        flagged = ((np.abs(seg_difference) > np.maximum(nsigma * sigma,
+                                                        _LINE_CONTRAST * pixel_sigma))
                    & (seg_difference * seg_excess > 0)
-                   & (np.abs(seg_difference) >= _LINE_SHARPNESS * np.abs(seg_excess)))
+                   & (np.abs(seg_difference) >= _LINE_SHARPNESS * np.abs(seg_excess))
+                   & (spread <= _LINE_SMOOTHNESS * pixel_sigma))
     sign = np.sign(seg_difference)
     for x in np.flatnonzero(flagged.any(axis=0)):
         for polarity in (1.0, -1.0):
