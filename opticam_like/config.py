@@ -62,6 +62,7 @@ SCHEMA = {
         "dark": ((str, list), "dark frames: directory or list of files"),
         "flat": ((str, list), "flat frames: directory or list of files"),
         "remove_cosmic_rays": (bool, "detect cosmic rays with astroscrappy"),
+        "find_defects": (bool, "find hot/dead pixels, columns and rows in the science frames"),
     },
     "background": {
         "estimator": (str, "'default', 'photutils' or 'sextractor'"),

@@ -29,6 +29,7 @@ from astropy.time import Time
 from . import schema
 from ._version import __version__
 from .calibration import CalibrationSet
+from .calibration.defects import build_defect_maps
 from .catalog import (catalog_from_stack, choose_reference, guide_stars,
                       transforms_from_table, transforms_table)
 from .errors import ConfigError, ReductionError
@@ -108,6 +109,11 @@ class Reducer:
         ``misc/config.toml``.
     progress : bool
         Show progress bars.
+    find_defects : bool, optional
+        Find hot and dead pixels, columns and rows in the science frames themselves (default
+        True; with or without darks and flats): their pixels are flagged ``BAD_PIXEL``, kept
+        out of the background and the stack, and flag every point whose aperture they touch.
+        The maps are cached in ``cal/`` (:mod:`opticam_like.calibration.defects`).
     start_method : {'fork', 'forkserver', 'spawn'}, optional
         Start method of the worker processes (default: Python's). User callables (even
         lambdas and functions defined in a notebook) are sent to the workers by value
@@ -138,13 +144,15 @@ class Reducer:
                  finder=None, catalog_finder=None, n_workers=None, executor=None,
                  calibration=None, bias=None, dark=None, flat=None, remove_cosmic_rays=None,
                  site=None, target=None, reference_frame=None, alignment=None, recentre=None,
-                 max_sources=None, config=None, progress=None, start_method=None):
+                 max_sources=None, config=None, progress=None, start_method=None,
+                 find_defects=None):
         self.out_directory = Path(out_directory)
         given = [str(d) for d in (data_directory, c1_directory, c2_directory, c3_directory)
                  if d is not None]
         self.settings = Settings.from_arguments(
             config, instrument=instrument, background=background, finder=finder,
-            catalog_finder=catalog_finder, remove_cosmic_rays=remove_cosmic_rays, site=site,
+            catalog_finder=catalog_finder, remove_cosmic_rays=remove_cosmic_rays,
+            find_defects=find_defects, site=site,
             target=target, reference_frame=reference_frame, alignment=alignment,
             recentre=recentre, max_sources=max_sources, n_workers=n_workers,
             start_method=start_method, progress=progress, bias=bias, dark=dark, flat=flat,
@@ -159,6 +167,7 @@ class Reducer:
                 WorkerPool.check_picklable(getattr(self.settings, what),
                                            f"the {what.replace('_', ' ')}")
         self._calibration = calibration
+        self._defects_done = False
         self._groups = None
         self.rejected = []
         self.catalogs = {}
@@ -201,6 +210,22 @@ class Reducer:
                 bias=s.bias, dark=s.dark, flat=s.flat, profile=s.profile,
                 cache_directory=self.out_directory / "cal")
         return self._calibration
+
+    def _find_defects(self):
+        """Defect maps of every camera from its science frames (built once, cached)."""
+        s = self.settings
+        if not s.find_defects or self._defects_done:
+            return
+        infos = [info for group in self.groups.values() for info in group]
+        context = PassContext(profile=s.profile, calibration=self.calibration,
+                              background=s.background)
+        maps, failures = build_defect_maps(infos, context, self.pool,
+                                           cache_directory=self.out_directory / "cal",
+                                           log=log)
+        for failure in failures:
+            log.warning("defect map: %s: %s", Path(failure.path).name, failure.reason)
+        self._calibration = replace(self.calibration or CalibrationSet(), defects=maps)
+        self._defects_done = True
 
     # ------------------------------------------------------------------ stage 1: scan
     @property
@@ -261,6 +286,7 @@ class Reducer:
         dict of str to astropy.table.Table
             The catalogue of each filter.
         """
+        self._find_defects()
         stacks, counts, backgrounds, drifts = {}, {}, {}, {}
         for name, infos in self.groups.items():
             s = self.settings
@@ -357,6 +383,7 @@ class Reducer:
         log.info("photometers %s; default (the first): %s", ", ".join(names), names[0])
         if not self.catalogs:
             self._load_catalogs()
+        self._find_defects()
         tables = {}
         for name, infos in self.groups.items():
             catalog, transforms = self.catalogs[name], self.transforms[name]

@@ -193,6 +193,8 @@ class Settings:
     photometers : tuple
         Default photometers of :meth:`Reducer.photometry` (from ``[[photometry]]``).
     remove_cosmic_rays : bool
+    find_defects : bool
+        Find detector defects in the science frames (:mod:`opticam_like.calibration.defects`).
     reference_frame : int or 'auto'
     alignment : {'auto', 'translation', 'astroalign'}
     recentre : {'transform', 'each', 'none'}
@@ -228,6 +230,7 @@ class Settings:
     catalog_finder: object
     photometers: tuple = ()
     remove_cosmic_rays: bool = False
+    find_defects: bool = True
     reference_frame: object = "auto"
     alignment: str = "auto"
     recentre: str = "transform"
@@ -277,6 +280,7 @@ class Settings:
             fail("target", f"must be (ra, dec), got {self.target!r}")
         object.__setattr__(self, "photometers", tuple(self.photometers))
         object.__setattr__(self, "remove_cosmic_rays", bool(self.remove_cosmic_rays))
+        object.__setattr__(self, "find_defects", bool(self.find_defects))
         object.__setattr__(self, "progress", bool(self.progress))
         object.__setattr__(self, "data_directories",
                            tuple(str(Path(d).absolute()) for d in self.data_directories))
@@ -286,7 +290,8 @@ class Settings:
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_arguments(cls, config=None, *, instrument=None, background=None, finder=None,
-                       catalog_finder=None, remove_cosmic_rays=None, site=None, target=None,
+                       catalog_finder=None, remove_cosmic_rays=None, find_defects=None,
+                       site=None, target=None,
                        reference_frame=None, alignment=None, recentre=None, max_sources=None,
                        n_workers=None, start_method=None, progress=None, bias=None, dark=None,
                        flat=None,
@@ -361,6 +366,7 @@ class Settings:
         return cls(
             profile=profile, background=background, finder=finder,
             catalog_finder=catalog_finder, photometers=tuple(photometers),
+            find_defects=pick(find_defects, "calibration", "find_defects", True),
             remove_cosmic_rays=pick(remove_cosmic_rays, "calibration", "remove_cosmic_rays",
                                     False),
             reference_frame=pick(reference_frame, "alignment", "reference_frame", "auto"),
@@ -408,7 +414,8 @@ class Settings:
             "target": ({"ra": self.target[0], "dec": self.target[1]} if self.target
                        else {}),
             "calibration": {"bias": self.bias, "dark": self.dark, "flat": self.flat,
-                            "remove_cosmic_rays": self.remove_cosmic_rays},
+                            "remove_cosmic_rays": self.remove_cosmic_rays,
+                            "find_defects": self.find_defects},
             "background": _background_record(self.background),
             "detection": _finders_record(self.finder, self.catalog_finder),
             "alignment": {"method": self.alignment, "reference_frame": self.reference_frame,

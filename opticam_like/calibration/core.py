@@ -28,6 +28,7 @@ from astropy.io import fits
 from ..flags import PhotFlag
 from ..frames import FrameError, parse_binning
 from .combine import DEFAULT_MEMORY_LIMIT
+from .defects import read_defect_flags
 from .masks import detect_cosmic_rays, flat_bad_pixels, hot_pixels, raw_flags
 from .masters import (MASTER_KINDS, CalibrationError, CalibrationWarning, build_masters,
                       format_key, master_key, master_key_from_header, read_master)
@@ -163,6 +164,11 @@ class CalibrationSet:
     strict : bool
         When the set has masters of a kind but none for a frame's key: raise
         :class:`CalibrationError` (True) or warn and skip the step (False).
+    defects : dict of tuple to str
+        Defect maps found in the science frames by ``(camera, binning)``
+        (:func:`~opticam_like.calibration.defects.build_defect_maps`); their pixels are
+        flagged ``BAD_PIXEL``, so they stay out of the background, the stack and the sums,
+        and flag the points whose aperture touches them.
 
     Raises
     ------
@@ -185,10 +191,12 @@ class CalibrationSet:
     remove_cosmic_rays: bool = False
     cosmic_ray_options: dict = field(default_factory=dict)
     strict: bool = False
+    defects: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for kind in MASTER_KINDS:
             object.__setattr__(self, kind, _normalise_table(kind, getattr(self, kind)))
+        object.__setattr__(self, "defects", _normalise_table("dark", self.defects))
         if not self.hot_nsigma > 0:
             raise ValueError(f"hot_nsigma must be positive, not {self.hot_nsigma!r}")
         if not 0 <= self.flat_low < 1 < self.flat_high:
@@ -356,9 +364,11 @@ class CalibrationSet:
                                 "unit": header.get("BUNIT", "")})
             masters[kind] = entries
         options = {f.name: getattr(self, f.name) for f in fields(self)
-                   if f.name not in MASTER_KINDS}
+                   if f.name not in (*MASTER_KINDS, "defects")}
         options["cosmic_ray_options"] = dict(options["cosmic_ray_options"])
-        return {"masters": masters, "options": options}
+        defects = [{"key": format_key(key), "file": path}
+                   for key, path in sorted(self.defects.items())]
+        return {"masters": masters, "defects": defects, "options": options}
 
 
 def _apply_masters(frame, raw, flags, calibration):
@@ -381,6 +391,14 @@ def _apply_masters(frame, raw, flags, calibration):
                              f"{master.path} of shape {master.data.shape}")
         if master is not None:
             np.bitwise_or(flags, master.flags, out=flags)
+    defects = calibration.defects.get(master_key("dark", info))
+    if defects:
+        defect_flags = read_defect_flags(defects)
+        if defect_flags.shape != raw.shape:
+            raise FrameError(info.path, f"shape {raw.shape} does not match the defect map "
+                                        f"{defects} of shape {defect_flags.shape}")
+        np.bitwise_or(flags, defect_flags, out=flags)
+        steps.append("defects")
     data = raw - np.float32(level)
     if masters["bias"] is not None:
         data -= masters["bias"].data
