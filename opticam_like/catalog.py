@@ -7,6 +7,8 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 
+from .deblend import resolve_blends
+
 from .alignment import Transform
 from .errors import ReductionError
 from .parallel import FrameFailure
@@ -66,7 +68,10 @@ def catalog_from_stack(stack, finder, max_sources=None):
     Notes
     -----
     The rms of the stack is the sigma-clipped standard deviation of the fully covered
-    pixels, scaled by ``sqrt(n_max / count)`` where fewer frames contributed.
+    pixels, scaled by ``sqrt(n_max / count)`` where fewer frames contributed. The finder's
+    sources are then fitted with the stack's PSF and close pairs split
+    (:func:`~opticam_like.deblend.resolve_blends`): positions are PSF-fitted and ``flux`` is
+    the fitted total flux.
     """
     image = stack.image
     count = np.asarray(stack.count)
@@ -77,6 +82,7 @@ def catalog_from_stack(stack, finder, max_sources=None):
         rms = np.where(count > 0, std * np.sqrt(n_max / np.maximum(count, 1)), np.inf)
     uncovered = count == 0
     sources = finder(np.where(uncovered, 0.0, image), rms, mask=uncovered)
+    sources = resolve_blends(image, float(std), sources, mask=uncovered)
     if max_sources is not None:
         sources = sources[:max_sources]
     catalog = Table()
