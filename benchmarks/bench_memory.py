@@ -5,7 +5,8 @@ Run ``python benchmarks/bench_memory.py`` (default 10^5 frames of 512 x 512, 2 w
 
 A few real frames are generated and reduced once (one process) to record one real result of
 each per-frame function. Then a Reducer gets a frame list of ``--frames`` entries (the real
-frames first, then copies of their headers under new names and times) and runs
+frames first, then copies of their headers under new names, hard links to the real files,
+and later times) and runs
 ``create_catalogs`` and ``photometry`` through its worker pool as usual, with the per-frame
 functions replaced: the real frames are processed for real (they make the stack and the
 catalogue), every other frame returns a fresh copy of a recorded result (unpickled in the
@@ -19,6 +20,7 @@ allocation (:mod:`tracemalloc`) per stage, and what one frame's results weigh.
 
 import argparse
 import dataclasses
+import os
 import pickle
 import resource
 import sys
@@ -82,13 +84,16 @@ def _replay(real, recorded):
 
 
 def _synthetic_night(infos, n_frames):
-    """``n_frames`` frame headers: the real ones, then renamed, later copies."""
+    """``n_frames`` frame headers: the real ones, then renamed, later copies (each name a
+    hard link to its real frame, for the steps that look at a sample of the files)."""
     step = infos[1].time - infos[0].time
     out = list(infos)
     for n in range(len(infos), n_frames):
         info = infos[n % len(infos)]
+        path = Path(info.path).with_name(f"synthetic_{n:06d}.fits")
+        os.link(info.path, path)
         out.append(dataclasses.replace(
-            info, path=str(Path(info.path).with_name(f"synthetic_{n:06d}.fits")),
+            info, path=str(path),
             time=infos[0].time + TimeDelta(n * step.to_value("s"), format="sec")))
     return out
 
@@ -121,7 +126,7 @@ def run(n_frames=100_000, shape=(512, 512), n_workers=2):
                 setattr(reducer_module, name, _replay(func, recorded[name]))
             with ol.Reducer(Path(tmp) / "out", data_directory=data, n_workers=n_workers,
                             progress=False) as reducer:
-                reducer.groups = {"g": _synthetic_night(reducer.groups["g"], n_frames)}
+                reducer._groups = {"g": _synthetic_night(reducer.groups["g"], n_frames)}
                 rows.append(("frame list", time.perf_counter() - start, _rss_mib(),
                              tracemalloc.get_traced_memory()[1] / 2**20))
                 for stage in ("create_catalogs", "photometry"):
