@@ -152,7 +152,7 @@ class WorkerPool:
 
     def __init__(self, n_workers=None, executor=None, progress=True, start_method=None):
         if executor is not None and hasattr(executor, "get_executor"):
-            executor = executor.get_executor()
+            executor = executor.get_executor(pure=False)  # a Dask Client: never reuse results
         if n_workers is None:
             n_workers = os.cpu_count() or 1
         if int(n_workers) < 1:
@@ -312,28 +312,33 @@ class WorkerPool:
             run.bar.close()
 
     def _map_external(self, run, tasks, func, context, accumulator):
+        """Run the tasks on the external executor.
+
+        Tasks lost with their Dask workers (``KilledWorker``) are run again one frame per task,
+        and frames lost again are run one at a time (nothing else of this map in flight), so
+        that only the frames that kill a worker on their own fail; Dask also blames the tasks
+        queued on a worker that died. Tasks of a broken executor (``BrokenExecutor``) fail.
+        """
         executor = self._external
         by_value = self.process_workers
         if by_value:
             payload = _serialise(func, context, accumulator)
             token = uuid.uuid4().hex
-        futures = {}
-        for start, size in tasks:
+
+        def submit(task):
+            start, size = task
             chunk = run.items[start:start + size]
             if by_value:
-                future = executor.submit(_run_serialised, payload, token, chunk)
-            else:
-                future = executor.submit(_run_chunk, func, chunk, context, accumulator)
-            futures[future] = (start, size)
-        crash_types = _crash_types()
-        for future in _as_done(futures):
-            task = futures.pop(future)
-            try:
-                outcome = future.result()
-            except crash_types as exc:
-                run.fail(task, f"worker process died: {type(exc).__name__}: {exc}")
-                continue
-            run.collect(task, cloudpickle.loads(outcome) if by_value else outcome)
+                return executor.submit(_run_serialised, payload, token, chunk)
+            return executor.submit(_run_chunk, func, chunk, context, accumulator)
+
+        load = cloudpickle.loads if by_value else None
+        crashed = _run_external(run, tasks, submit, load, math.inf)
+        singles = [(i, 1) for (start, size), _ in crashed for i in range(start, start + size)]
+        crashed = _run_external(run, singles, submit, load, math.inf)
+        crashed = _run_external(run, [task for task, _ in crashed], submit, load, 1)
+        for task, note in crashed:
+            run.fail(task, note)
 
     def _map_own(self, run, tasks, func, context, accumulator):
         payload = _serialise(func, context, accumulator)
@@ -416,13 +421,34 @@ def _settle(run, inflight, futures):
     return lost
 
 
-def _as_done(futures):
-    """The futures as they finish (iterating over a copy, so the caller may pop from
-    ``futures``)."""
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        yield from done
+def _run_external(run, tasks, submit, load, window):
+    """Run tasks on an external executor with at most ``window`` in flight; collect results
+    (``load`` decodes them, if given) and fail the tasks of a broken executor.
+
+    Returns the tasks lost with their Dask workers (``KilledWorker``), each with the reason.
+    """
+    pending = deque(tasks)
+    inflight = {}
+    crashed = []
+    crash_types = _crash_types()
+    while pending or inflight:
+        while pending and len(inflight) < window:
+            task = pending.popleft()
+            inflight[submit(task)] = task
+        done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+        for future in done:
+            task = inflight.pop(future)
+            try:
+                outcome = future.result()
+            except crash_types as exc:
+                note = f"worker process died: {type(exc).__name__}: {exc}"
+                if isinstance(exc, BrokenExecutor):
+                    run.fail(task, note)
+                else:
+                    crashed.append((task, note))
+                continue
+            run.collect(task, load(outcome) if load is not None else outcome)
+    return crashed
 
 
 def _mp_context(start_method):
