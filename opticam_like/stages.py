@@ -401,9 +401,10 @@ def photometry_frame(item, ctx, timer):
     pixel_flags = calibrated.pixel_flags
     if ctx.remove_cosmic_rays:
         timer.step("cosmic rays")
-        hits = star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_rms**2)
+        hits, cleared = star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_rms**2, psf=psf)
         pixel_flags = pixel_flags.copy()
         pixel_flags.ravel()[hits] |= np.uint16(PhotFlag.COSMIC_RAY)
+        pixel_flags.ravel()[cleared] &= ~np.uint16(PhotFlag.COSMIC_RAY)
     timer.step("photometry")
     read_noise = info.read_noise
     measure_input = MeasureInput(
