@@ -4,8 +4,8 @@ L.A.Cosmic (astroscrappy, run in calibration) protects stars with its fine-struc
 hit on a star's core is often left unflagged. In forced photometry we know where every star is
 and the frame's PSF (the elliptical Moffat fitted per frame,
 :func:`~opticam_like.photometry.moffat.measure_psf`), so each star's cut-out is fitted by linear
-least squares with that PSF, its derivatives in x and y (a sub-pixel centring error) and a
-constant (a residual background), and its sharp positive residuals are flagged: a pixel is a
+least squares with that PSF, its derivatives in x and y (the centre is refined by a few
+Gauss-Newton steps) and a constant (a residual background), and its sharp positive residuals are flagged: a pixel is a
 hit when its residual stands above the median residual of its 8 neighbours by ``sigma`` times
 the pixel noise (background variance, the star's Poisson noise and a PSF-mismatch term) *and*
 is sharper than a star: after the best-fitting PSF centred near the pixel is taken from the
@@ -38,6 +38,11 @@ __all__ = ["star_cosmic_rays"]
 
 _SHIFT = 0.05
 """Step (px) of the centred differences that give the PSF's derivatives."""
+_CENTRING_STEPS = 3
+"""Gauss-Newton steps on each star's centre per fit (a blended catalogue position can be off by
+more than a pixel, where one linear step is not enough)."""
+_MAX_SHIFT = 2.0
+"""Largest correction to a star's position (px)."""
 
 
 def star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_variance, *, psf=None, sigma=5.0,
@@ -105,11 +110,6 @@ def star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_variance, *, psf=None, s
                      - render(window[0] + _SHIFT, window[1]),
                      render(window[0], window[1] - _SHIFT)
                      - render(window[0], window[1] + _SHIFT)])  # (3, 5, 5)
-    profile = render(dx, dy)
-    basis = np.stack([profile,  # (N, 4, k, k): flux, shifts in x and y, constant
-                      (render(dx - _SHIFT, dy) - render(dx + _SHIFT, dy)) / (2 * _SHIFT),
-                      (render(dx, dy - _SHIFT) - render(dx, dy + _SHIFT)) / (2 * _SHIFT),
-                      np.ones_like(profile)], axis=1)
     saturated = np.any(flags & PhotFlag.SATURATED, axis=(1, 2))
     nearest = cKDTree(np.column_stack([x, y])).query(
         np.stack(np.broadcast_arrays(dx + x[:, None, None], dy + y[:, None, None]), axis=-1))[1]
@@ -121,15 +121,15 @@ def star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_variance, *, psf=None, s
     variance0 = np.asarray(sky_variance, dtype=float)[:, None, None]
     hits = np.zeros(stamps.shape, dtype=bool)
     model = np.zeros(stamps.shape)
+    shift = np.zeros((2, len(x), 1, 1))
     for _ in range(iterations):
-        use = (valid & ~hits).astype(float)
-        weight = use / (variance0 + np.clip(model, 0, None))
-        normal = np.einsum("npij,nqij,nij->npq", basis, basis, weight)
-        rhs = np.einsum("npij,nij,nij->np", basis, values, weight)
-        ridge = 1e-12 * np.trace(normal, axis1=1, axis2=2) + 1e-30  # empty stamps stay solvable
-        normal += ridge[:, None, None] * np.eye(4)
-        coefficients = np.linalg.solve(normal, rhs[..., None])[..., 0]
-        model = np.einsum("np,npij->nij", coefficients, basis)
+        weight = (valid & ~hits) / (variance0 + np.clip(model, 0, None))
+        for _ in range(_CENTRING_STEPS):
+            coefficients, model, profile = _linear_fit(render, dx - shift[0], dy - shift[1],
+                                                       values, weight)
+            step = coefficients[:, 1:3] / np.where(coefficients[:, :1] > 0, coefficients[:, :1],
+                                                   np.inf)
+            shift = np.clip(shift + step.T[:, :, None, None], -_MAX_SHIFT, _MAX_SHIFT)
         star = np.clip(coefficients[:, 0], 0, None)[:, None, None] * profile
         noise = np.sqrt(variance0 + np.clip(model, 0, None) + (mismatch * star) ** 2)
         residual = np.where(valid | candidate, values - model, 0.0)
@@ -145,6 +145,25 @@ def star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_variance, *, psf=None, s
     examined = _flat_indices(candidate, ix0, iy0, data.shape)
     hits = _flat_indices(hits | confirmed, ix0, iy0, data.shape)
     return hits, np.setdiff1d(examined, hits)
+
+
+def _linear_fit(render, dx, dy, values, weight):
+    """Weighted least squares of each (N, k, k) stamp on the PSF at offsets ``(dx, dy)``, its
+    derivatives along the star's x and y, and a constant.
+
+    Returns the coefficients (N, 4), the model (N, k, k) and the unit-flux profile (N, k, k).
+    """
+    profile = render(dx, dy)
+    basis = np.stack([profile,
+                      (render(dx - _SHIFT, dy) - render(dx + _SHIFT, dy)) / (2 * _SHIFT),
+                      (render(dx, dy - _SHIFT) - render(dx, dy + _SHIFT)) / (2 * _SHIFT),
+                      np.ones_like(profile)], axis=1)
+    normal = np.einsum("npij,nqij,nij->npq", basis, basis, weight)
+    rhs = np.einsum("npij,nij,nij->np", basis, values, weight)
+    ridge = 1e-12 * np.trace(normal, axis1=1, axis2=2) + 1e-30  # empty stamps stay solvable
+    normal += ridge[:, None, None] * np.eye(4)
+    coefficients = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    return coefficients, np.einsum("np,npij->nij", coefficients, basis), profile
 
 
 def _sharper_than_psf(residual, noise, bump, seeds, sigma):
