@@ -46,7 +46,7 @@ _MAX_SHIFT = 2.0
 
 
 def star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_variance, *, psf=None, sigma=5.0,
-                     mismatch=0.05, grow_sigma=2.5, radius=2.0, iterations=3):
+                     mismatch=0.02, grow_sigma=2.5, radius=2.0, iterations=3):
     """Pixels hit by cosmic rays within ``radius`` FWHM of the given stars.
 
     Parameters
