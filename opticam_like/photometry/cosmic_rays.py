@@ -3,17 +3,17 @@
 L.A.Cosmic (astroscrappy, run in calibration) protects stars with its fine-structure test, so a
 hit on a star's core is often left unflagged. In forced photometry we know where every star is
 and the frame's PSF (the elliptical Moffat fitted per frame,
-:func:`~opticam_like.photometry.moffat.measure_psf`), so each star's cut-out is fitted by linear
-least squares with that PSF, its derivatives in x and y (the centre is refined by a few
-Gauss-Newton steps) and a constant (a residual background), and its sharp positive residuals are flagged: a pixel is a
+:func:`~opticam_like.photometry.moffat.measure_psf`), so each star's cut-out is fitted by
+weighted linear least squares with that PSF, its derivatives in x and y (the centre is refined
+by a few Gauss-Newton steps) and a constant (a residual background). Each pixel is examined in
+the stamp of its nearest star only, so that a neighbour does not spoil the fit. A pixel is a
 hit when its residual stands above the median residual of its 8 neighbours by ``sigma`` times
 the pixel noise (background variance, the star's Poisson noise and a PSF-mismatch term) *and*
 is sharper than a star: after the best-fitting PSF centred near the pixel is taken from the
 residuals of the 5 x 5 pixels around it, the pixel still stands ``sigma`` times its noise above
 it (an uncatalogued companion, a neighbouring star's profile or a PSF mismatch fails this; a
-one-pixel hit or a track passes). Each pixel is examined in the
-stamp of its nearest star only, so that a neighbour does not spoil the fit. Neighbours of hits whose residual
-exceeds ``grow_sigma`` join them (the faint ends of tracks).
+one-pixel hit or a track passes). Neighbours of hits whose residual exceeds ``grow_sigma`` join
+them (the faint ends of tracks).
 
 Pixels that L.A.Cosmic flagged on a star are judged the same way: confirmed when the PSF fit
 (made without them) leaves a residual above ``grow_sigma`` times the noise, cleared otherwise.
