@@ -10,7 +10,7 @@ the stamp of its nearest star only, so that a neighbour does not spoil the fit. 
 hit when its residual stands above the median residual of its 8 neighbours by ``sigma`` times
 the pixel noise (background variance, the star's Poisson noise and a PSF-mismatch term) *and*
 is sharper than a star: after the best-fitting PSF centred near the pixel is taken from the
-residuals of the 5 x 5 pixels around it, the pixel still stands ``sigma`` times its noise above
+residuals of the 5 x 5 pixels around it (with a constant), the pixel still stands ``sigma`` times its noise above
 it (an uncatalogued companion, a neighbouring star's profile or a PSF mismatch fails this; a
 one-pixel hit or a track passes). Neighbours of hits whose residual exceeds ``grow_sigma`` join
 them (the faint ends of tracks).
@@ -109,7 +109,7 @@ def star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_variance, *, psf=None, s
     bump = np.stack([render(*window), render(window[0] - _SHIFT, window[1])
                      - render(window[0] + _SHIFT, window[1]),
                      render(window[0], window[1] - _SHIFT)
-                     - render(window[0], window[1] + _SHIFT)])  # (3, 5, 5)
+                     - render(window[0], window[1] + _SHIFT), np.ones((5, 5))])  # (4, 5, 5)
     saturated = np.any(flags & PhotFlag.SATURATED, axis=(1, 2))
     nearest = cKDTree(np.column_stack([x, y])).query(
         np.stack(np.broadcast_arrays(dx + x[:, None, None], dy + y[:, None, None]), axis=-1))[1]
@@ -169,7 +169,8 @@ def _linear_fit(render, dx, dy, values, weight):
 def _sharper_than_psf(residual, noise, bump, seeds, sigma):
     """Whether each seed pixel stands ``sigma`` noise above the PSF fitted around it.
 
-    ``bump`` (3, 5, 5) holds the PSF centred on a pixel and its x and y derivatives; it is
+    ``bump`` (4, 5, 5) holds the PSF centred on a pixel, its x and y derivatives and a
+    constant (the smooth part of a misfit star's residual); it is
     fitted by weighted linear least squares to the residuals of the 5 x 5 pixels around each
     seed ``(star, row, col)`` and the seed's residual after it is compared with its noise.
     """
@@ -180,7 +181,7 @@ def _sharper_than_psf(residual, noise, bump, seeds, sigma):
     cols = col[:, None, None] + np.arange(5)[None, None, :]
     r = res[star[:, None, None], rows, cols]
     w = 1.0 / sig[star[:, None, None], rows, cols] ** 2
-    normal = np.einsum("pij,qij,nij->npq", bump, bump, w) + 1e-30 * np.eye(3)
+    normal = np.einsum("pij,qij,nij->npq", bump, bump, w) + 1e-30 * np.eye(len(bump))
     coefficients = np.linalg.solve(normal, np.einsum("pij,nij,nij->np", bump, r, w)[..., None])
     fitted = np.einsum("np,p->n", coefficients[..., 0], bump[:, 2, 2])
     return r[:, 2, 2] - fitted > sigma * np.sqrt(1.0 / w[:, 2, 2])
