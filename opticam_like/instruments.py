@@ -153,6 +153,13 @@ class InstrumentProfile:
     camera_directories : bool
         Take the camera from a parent directory ``c1``, ``cam2``, ``camera3``, ... when
         neither the header nor the filter tells it (see :func:`camera_from_directory`).
+    telescope_diameter : float or None
+        Aperture diameter of the telescope (m), for the scintillation noise.
+    scintillation : bool
+        Add scintillation (Young 1967 with the Osborn et al. 2015 correction,
+        :func:`~opticam_like.photometry.noise.scintillation_sigma`) to the flux errors; needs
+        ``telescope_diameter``, a site (for its altitude and the airmass) and the target's
+        RA/Dec.
 
     Raises
     ------
@@ -171,6 +178,8 @@ class InstrumentProfile:
     site: tuple | str | None = None
     camera_filters: dict = field(default_factory=dict)
     camera_directories: bool = False
+    telescope_diameter: float | None = None
+    scintillation: bool = False
 
     def __post_init__(self):
         validate_profile(self)
@@ -313,6 +322,14 @@ def validate_profile(profile, source="<profile>"):
                 fail(f"camera_filters: filter {name!r} is given to cameras {other} and {camera}")
     if not isinstance(profile.camera_directories, bool):
         fail(f"'camera_directories' must be true or false, not {profile.camera_directories!r}")
+    if profile.telescope_diameter is not None and not (
+            _is_number(profile.telescope_diameter) and profile.telescope_diameter > 0):
+        fail(f"'telescope_diameter' must be a positive number (m), not "
+             f"{profile.telescope_diameter!r}")
+    if not isinstance(profile.scintillation, bool):
+        fail(f"'scintillation' must be true or false, not {profile.scintillation!r}")
+    if profile.scintillation and profile.telescope_diameter is None:
+        fail("'scintillation' needs 'telescope_diameter'")
 
 
 OPTICAM = InstrumentProfile(
@@ -339,6 +356,8 @@ OPTICAM = InstrumentProfile(
     site=(-115.4636, 31.0442, 2790.0),
     camera_filters={"C1": ("u", "g"), "C2": ("r",), "C3": ("i", "z")},
     camera_directories=True,
+    telescope_diameter=2.1,
+    scintillation=True,
 )
 
 GENERIC = InstrumentProfile(

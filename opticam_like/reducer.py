@@ -394,7 +394,7 @@ class Reducer:
                 catalog_xy=np.column_stack([catalog["x"], catalog["y"]]).astype(float),
                 catalog_flux=np.asarray(catalog["flux"], dtype=float), guide=guide, photometers=tuple(photometers), recentre=s.recentre,
                 fwhm_guess=float(np.nanmedian(catalog["fwhm"])) if len(catalog) else 3.0,
-                n_sky_global=_mesh_pixels(s.background))
+                n_sky_global=_mesh_pixels(s.background), site=s.site)
             matrices = [t.matrix for t in transforms_from_table(transforms)]
             not_aligned = np.where(transforms["aligned"], 0, PhotFlag.NOT_ALIGNED)
             carried = self._carried.get(name, [(None, None, ())] * len(infos))

@@ -21,12 +21,14 @@ from .flags import PhotFlag
 from .frames import FrameError, read_frame
 from .photometry.cosmic_rays import star_cosmic_rays
 from .photometry.moffat import measure_psf
+from .photometry.noise import frame_airmass, scintillation_sigma
 from .photometry.photometers import MeasureInput
+from .timing import get_site
 from .trails import find_trails, trail_mask
 
 __all__ = ["FrameItem", "PassContext", "CatalogRow", "PhotometryRow", "apply_background",
            "prepare_frame", "detect_frame", "catalog_frame", "photometry_frame",
-           "frame_fwhm", "stacking_transform"]
+           "frame_fwhm", "frame_scintillation", "stacking_transform"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,11 @@ class PassContext:
         FWHM (pixels) used when a frame has none.
     n_sky_global : int
         Pixels behind one value of the global background (its error).
+    site : str, tuple or EarthLocation, optional
+        Observing site for the airmass of the scintillation noise (default: the profile's
+        site, else the frame's observatory).
+    target : tuple of float, optional
+        Target (RA, Dec) in degrees for the airmass (default: the frame header's).
     """
 
     profile: object
@@ -124,6 +131,8 @@ class PassContext:
     fwhm_guess: float = 3.0
     n_sky_global: int = 4096
     catalog_flux: np.ndarray | None = None
+    site: object = None
+    target: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -389,6 +398,42 @@ def _refine_positions(data, mask, x, y, guide, fwhm, mode):
     return x + dx, y + dy, flags
 
 
+def frame_scintillation(ctx, info):
+    """Relative scintillation RMS of a frame's fluxes, 0 when off or not computable.
+
+    From the profile's ``telescope_diameter``, the site's altitude, the exposure and the
+    airmass of the target at the frame's mid-exposure time
+    (:func:`~opticam_like.photometry.noise.scintillation_sigma`). It is 0 when the profile's
+    ``scintillation`` is off, or the site or the target is unknown, or the target is below
+    the horizon.
+
+    Parameters
+    ----------
+    ctx : PassContext
+    info : FrameInfo
+
+    Returns
+    -------
+    float
+    """
+    profile = ctx.profile
+    if not profile.scintillation:
+        return 0.0
+    site = ctx.site or profile.site or info.observatory
+    ra, dec = ctx.target if ctx.target else (info.ra, info.dec)
+    if not site or not (math.isfinite(ra) and math.isfinite(dec)) or not info.exposure > 0:
+        return 0.0
+    try:
+        location = get_site(site)
+    except ValueError:
+        return 0.0
+    airmass = frame_airmass(info.time, location, ra, dec)
+    if not np.isfinite(airmass):
+        return 0.0
+    return float(scintillation_sigma(profile.telescope_diameter, info.exposure, airmass,
+                                     location.height.to_value("m")))
+
+
 def photometry_frame(item, ctx, timer):
     """Photometry pass for one frame: positions from the transform, every photometer.
 
@@ -417,9 +462,10 @@ def photometry_frame(item, ctx, timer):
         pixel_flags = np.where(on_trail, pixel_flags | np.uint16(PhotFlag.TRAIL), pixel_flags)
     if ctx.remove_cosmic_rays:
         timer.step("cosmic rays")
-        hits = star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_rms**2)
+        hits, cleared = star_cosmic_rays(data, pixel_flags, x, y, fwhm, sky_rms**2, psf=psf)
         pixel_flags = pixel_flags.copy()
         pixel_flags.ravel()[hits] |= np.uint16(PhotFlag.COSMIC_RAY)
+        pixel_flags.ravel()[cleared] &= ~np.uint16(PhotFlag.COSMIC_RAY)
     timer.step("photometry")
     read_noise = info.read_noise
     measure_input = MeasureInput(
@@ -428,7 +474,7 @@ def photometry_frame(item, ctx, timer):
         fwhm=fwhm, read_noise=read_noise, dark=calibrated.dark_electrons,
         bias_subtracted=calibrated.bias_subtracted, n_sky_global=ctx.n_sky_global,
         position_flags=flags, guide=ctx.guide, gain=info.gain, psf=psf,
-        catalog_flux=ctx.catalog_flux)
+        catalog_flux=ctx.catalog_flux, scintillation=frame_scintillation(ctx, info))
     results = {p.name: p.measure(measure_input) for p in ctx.photometers}
     return PhotometryRow(item.index, x, y, fwhm, float(background.background_median), flags,
                          results, psf)

@@ -24,8 +24,11 @@ def night(tmp_path_factory):
     for kind, make in (("bias", ol.generate_biases), ("dark", ol.generate_darks),
                        ("flat", ol.generate_flats)):
         make(base / kind, parameters=truth.parameters, progress=False)
+    # the clean night has no scintillation: errors are the CCD equation alone
+    profile = ol.load_profile("opticam").with_overrides(scintillation=False)
     reducer = ol.Reducer(base / "reduced", data_directory=base / "data", bias=base / "bias",
-                         dark=base / "dark", flat=base / "flat", n_workers=2, progress=False)
+                         dark=base / "dark", flat=base / "flat", n_workers=2, progress=False,
+                         instrument=profile)
     reducer.create_catalogs()
     reducer.photometry()
     reducer.close()

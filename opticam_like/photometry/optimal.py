@@ -23,6 +23,7 @@ import numpy as np
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
 from .blends import blend_flags
+from .noise import add_scintillation
 from .psf import (PSF_MODELS, aperture_correction, frame_profile, source_stamps,
                   weighted_flux)
 
@@ -149,7 +150,9 @@ class OptimalPhotometer:
         meta.update(aperture_correction=correction, aperture_correction_err=error,
                     n_correction_stars=n_used, correction_source="guides" if n_used else "model")
         flux = correction * flux
+        variance, meta["noise_method"] = add_scintillation(flux, correction**2 * variance,
+                                                           frame.scintillation, method)
         flags |= np.where(~(flux > 0), PhotFlag.NON_POSITIVE, 0).astype(np.int32)
-        return {"flux": flux, "flux_err": correction * np.sqrt(variance),
+        return {"flux": flux, "flux_err": np.sqrt(variance),
                 "background": frame.sky + level, "area": correction**2 * area,
                 "flags": flags, "meta": meta}

@@ -15,7 +15,7 @@ import numpy as np
 from ..background.local import AnnulusBackground
 from ..flags import PhotFlag
 from .kernels import circular_aperture_sums, elliptical_aperture_sums
-from .noise import flux_variance, pixel_variance
+from .noise import add_scintillation, flux_variance, pixel_variance
 from .blends import blend_flags
 from .psf import frame_profile, frame_shape
 
@@ -87,6 +87,10 @@ class MeasureInput:
         Catalogue (stack) flux of every source, any common scale: with the PSF it predicts
         how much of each neighbour's light falls in a source's aperture (``BLENDED``). None
         leaves ``BLENDED`` unset.
+    scintillation : float
+        Relative scintillation RMS of the frame's fluxes
+        (:func:`~opticam_like.photometry.noise.scintillation_sigma`; 0: not included). Added
+        to every flux variance as ``(scintillation * flux)^2``.
     """
 
     data: np.ndarray
@@ -105,6 +109,7 @@ class MeasureInput:
     gain: float = 1.0
     psf: object = None
     catalog_flux: np.ndarray = None
+    scintillation: float = 0.0
     _levels: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -255,6 +260,8 @@ class AperturePhotometer:
         flux = sums.sum - sky.level * sums.area
         variance = flux_variance(flux, sums.area, sky.sigma2, sky.n_sky, median=sky.median,
                                  noise_area=sums.sum_weights_sq)
+        variance, method = add_scintillation(flux, variance, frame.scintillation,
+                                             sky.noise_method)
         flags |= np.where(~(flux > 0), PhotFlag.NON_POSITIVE, 0).astype(np.int32)
         return {
             "flux": flux,
@@ -262,5 +269,5 @@ class AperturePhotometer:
             "background": frame.sky + sky.level,
             "area": sums.area,
             "flags": flags,
-            "meta": {**meta, "noise_method": sky.noise_method},
+            "meta": {**meta, "noise_method": method},
         }

@@ -38,7 +38,7 @@ from ..flags import PhotFlag
 from .blends import blend_flags
 from .kernels import circular_aperture_sums, cutouts
 from .moffat import MoffatProfile, measure_psf, pixel_integral
-from .noise import level_variance
+from .noise import add_scintillation, level_variance
 
 __all__ = ["PSF_MODELS", "GaussianProfile", "MoffatProfile", "EPSFProfile", "ProfilePRF",
            "SourceStamps", "source_stamps", "weighted_flux", "usable_guides",
@@ -790,6 +790,8 @@ class PSFPhotometer:
                         n_correction_stars=n_used)
             flux = correction * flux
             variance, area = correction**2 * variance, correction**2 * area
+        variance, meta["noise_method"] = add_scintillation(flux, variance, frame.scintillation,
+                                                           method)
         flags |= np.where(~(flux > 0), PhotFlag.NON_POSITIVE, 0).astype(np.int32)
         return {"flux": flux, "flux_err": np.sqrt(variance), "background": frame.sky + level,
                 "area": area, "flags": flags, "meta": meta}
