@@ -101,7 +101,7 @@ def resolve_blends(image, rms, sources, mask=None, snr=5.0, max_qfit=1.0, max_it
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             found = search(data, mask=~good, error=error, init_params=init)
-            companions = _companions(found, good, fwhm, snr, max_qfit)
+            companions = _companions(found, good, x, y, fwhm, snr, max_qfit)
             # the final fit: the detections and the accepted companions only, so that a
             # rejected residual peak does not pull its neighbour
             final = PSFPhotometry(ProfilePRF(profile), (size, size), **common)(
@@ -116,8 +116,11 @@ def resolve_blends(image, rms, sources, mask=None, snr=5.0, max_qfit=1.0, max_it
     return _merge(sources, final, len(companions["x"]), fwhm)
 
 
-def _companions(fit, good, fwhm, snr, max_qfit):
-    """Positions and fluxes of the residual peaks accepted as sources."""
+def _companions(fit, good, x, y, fwhm, snr, max_qfit):
+    """Positions and fluxes of the residual peaks accepted as sources.
+
+    A peak within one FWHM of a detection is the detection's own PSF mismatch (a pair that
+    close cannot be resolved), not a companion."""
     fx, fy = np.asarray(fit["x_fit"], float), np.asarray(fit["y_fit"], float)
     flux, error = np.asarray(fit["flux_fit"], float), np.asarray(fit["flux_err"], float)
     ny, nx = good.shape
@@ -127,6 +130,8 @@ def _companions(fit, good, fwhm, snr, max_qfit):
     with np.errstate(invalid="ignore", divide="ignore"):
         accepted = ((np.asarray(fit["iter_detected"]) > 1) & (flux / error > snr)
                     & (edge[yi, xi] > 2 * fwhm) & (np.asarray(fit["qfit"], float) < max_qfit))
+    gap = np.hypot(fx[:, None] - x[None, :], fy[:, None] - y[None, :]).min(axis=1)
+    accepted &= gap > fwhm
     return {"x": fx[accepted], "y": fy[accepted], "flux": flux[accepted]}
 
 

@@ -109,14 +109,16 @@ def test_other_frames_unchanged(nights):
     """The bad frames change nothing else beyond the catalogue stack's time blocks: the robust
     stack splits the night's frame list (bad frames included) into blocks, so the catalogue
     positions move by a few thousandths of a pixel and fluxes by a few hundredths of their
-    errors; flags are identical."""
+    errors; flags other than BLENDED are identical."""
     _, _, clean_out, _, _, dirty_out = nights
     for band in ("g", "r"):
         clean = Table.read(clean_out / "lcs" / f"{band}_aperture_1.5fwhm.fits")
         dirty = Table.read(dirty_out / "lcs" / f"{band}_aperture_1.5fwhm.fits")
         dirty = dirty[np.isin(dirty["file"], clean["file"])]
         assert list(dirty["file"]) == list(clean["file"])
-        np.testing.assert_array_equal(dirty["flags"], clean["flags"])
+        blended = int(PhotFlag.BLENDED)   # a 1% prediction: it may flip with the catalogue flux
+        np.testing.assert_array_equal(np.asarray(dirty["flags"]) & ~blended,
+                                      np.asarray(clean["flags"]) & ~blended)
         error = np.asarray(clean["flux_err"])
         assert np.max(np.abs(dirty["flux"] - clean["flux"]) / error) < 0.05
         np.testing.assert_allclose(dirty["flux_err"], error, rtol=1e-3)

@@ -8,6 +8,7 @@ from astropy.table import Table
 from astropy.timeseries import LombScargle
 
 import opticam_like as ol
+from opticam_like.flags import PhotFlag
 from conftest import OGLE, require_shared
 from opticam_like.alignment import Transform
 
@@ -53,7 +54,9 @@ def test_every_frame_reduced(reduced):
 def test_cepheid_period_and_amplitude(reduced):
     out, _ = reduced
     lc = ol.DifferentialPhotometer(out).get_relative_light_curve("I", _catalog_id(out, CEPHEID))
-    good = lc["flags"] == 0
+    # in this crowded field most stars hold a little of a neighbour's light in some frames:
+    # BLENDED informs, it does not spoil a point
+    good = (lc["flags"] & ~PhotFlag.BLENDED) == 0
     assert good.sum() >= 95
     t, mag = lc["bjd_tdb"].jd[good], np.asarray(lc["delta_mag"][good])
     frequency, power = LombScargle(t, mag).autopower(minimum_frequency=0.05,
