@@ -81,7 +81,8 @@ def test_frame_fwhm_matches_the_truth(night):
 
 
 def test_defects_and_trails_are_flagged_with_no_darks(night):
-    """Every point whose aperture touches a hot pixel, a hot column or the trail is flagged."""
+    """Every point whose aperture touches a hot pixel or a hot column, or whose aperture the
+    trail's core crosses, is flagged."""
     out, truth, _ = night
     params = truth.parameters
     for camera, band in zip(params["cameras"], params["filters"]):
@@ -107,8 +108,8 @@ def test_defects_and_trails_are_flagged_with_no_darks(night):
             px, py = x[t["frame"]], y[t["frame"]]
             s = np.clip(((px - p0[0]) * d[0] + (py - p0[1]) * d[1]) / (d @ d), 0, 1)
             gap = np.hypot(px - p0[0] - s * d[0], py - p0[1] - s * d[1])
-            # within the trail's half width at 5% of its peak plus the aperture
-            near = gap < radius[t["frame"], 0] + 1.2 * t["fwhm"]
+            # the trail's core (half maximum) crosses the aperture
+            near = gap < radius[t["frame"], 0] + 0.5 * t["fwhm"]
             assert np.all(flags[t["frame"]][near] & (PhotFlag.TRAIL | PhotFlag.EDGE)), band
 
 
