@@ -37,6 +37,7 @@ from .flags import PhotFlag
 from .outputs import (RunLog, rejected_table, software_versions, write_json, write_stack,
                       write_table, write_text)
 from .parallel import FrameFailure, WorkerPool
+from .photometry.aperture_choice import candidate_photometers, select_aperture
 from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
 from .scan import acquisition_order, scan_frames
@@ -358,7 +359,7 @@ class Reducer:
                              "the reference")
 
     # ------------------------------------------------------------------ stage 3: photometry
-    def photometry(self, *photometers):
+    def photometry(self, *photometers, choose_aperture=False):
         """Forced photometry of every catalogue source in every frame.
 
         Parameters
@@ -367,6 +368,12 @@ class Reducer:
             Default: the configuration's ``[[photometry]]`` tables, else one
             :class:`~opticam_like.photometry.photometers.AperturePhotometer`. All of them share
             one read, calibration and background (and local annulus) per frame.
+        choose_aperture : bool
+            Instead of the photometers, measure apertures of 0.75 to 2.5 FWHM in the pass and
+            keep, per filter, the one whose comparison stars' differential light curves have
+            the best S/N (:func:`~opticam_like.photometry.aperture_choice.select_aperture`),
+            written as ``lcs/{filter}_aperture_best.fits`` with the scores in its metadata
+            (``APERCHOI``).
 
         Returns
         -------
@@ -375,8 +382,10 @@ class Reducer:
             ``lcs/{filter}_{photometer}.fits``.
         """
         s = self.settings
+        if choose_aperture:
+            photometers = candidate_photometers()
         photometers = photometers or s.photometers or (AperturePhotometer(),)
-        names = [p.name for p in photometers]
+        names = ["aperture_best"] if choose_aperture else [p.name for p in photometers]
         if len(set(names)) != len(names):
             raise ConfigError(f"photometer names must differ, got {names}")
         self.default_photometer = names[0]
@@ -392,7 +401,8 @@ class Reducer:
                 profile=s.profile, calibration=self.calibration,
                 remove_cosmic_rays=s.remove_cosmic_rays, background=s.background,
                 catalog_xy=np.column_stack([catalog["x"], catalog["y"]]).astype(float),
-                catalog_flux=np.asarray(catalog["flux"], dtype=float), guide=guide, photometers=tuple(photometers), recentre=s.recentre,
+                catalog_flux=np.asarray(catalog["flux"], dtype=float), guide=guide,
+                photometers=tuple(photometers), recentre=s.recentre,
                 fwhm_guess=float(np.nanmedian(catalog["fwhm"])) if len(catalog) else 3.0,
                 n_sky_global=_mesh_pixels(s.background), site=s.site)
             matrices = [t.matrix for t in transforms_from_table(transforms)]
@@ -408,14 +418,24 @@ class Reducer:
             self._reject([r for r in rows if isinstance(r, FrameFailure)])
             times, time_name = frame_times(infos, s.site, s.target)
             frame_flags = not_aligned | frame_time_flags(infos, acquisition_order(infos))
-            for photometer in photometers:
+            written, extra = photometers, {}
+            if choose_aperture:
+                best, scores = select_aperture(rows, photometers, catalog)
+                log.info("%s: aperture %.2f FWHM chosen (differential S/N %s)", name,
+                         best.fwhm_scale, ", ".join(f"{k:g}: {v:.1f}" for k, v in
+                                                    zip(scores["fwhm_scale"], scores["snr"])))
+                written = (best,)
+                extra = {"APERCHOI": json.dumps({f"{k:g}": float(v) for k, v in
+                                                 zip(scores["fwhm_scale"], scores["snr"])})}
+            for photometer in written:
+                label = "aperture_best" if choose_aperture else photometer.name
                 table = photometry_table(photometer.name, [Path(i.path).name for i in infos],
                                          times, time_name, [i.exposure for i in infos], rows,
                                          frame_flags, len(catalog))
                 table.meta.update(self._table_meta(name, photometer))
-                write_table(table, schema.photometry_path(self.out_directory, name,
-                                                          photometer.name))
-                tables[(name, photometer.name)] = table
+                table.meta.update(extra, PHOTNAME=label)
+                write_table(table, schema.photometry_path(self.out_directory, name, label))
+                tables[(name, label)] = table
         self._write_rejected()
         return tables
 

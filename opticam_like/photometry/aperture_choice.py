@@ -23,7 +23,11 @@ Howell, S. B. 1989, PASP 101, 616.
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["differential_snr", "choose_aperture"]
+__all__ = ["differential_snr", "choose_aperture", "candidate_photometers", "select_aperture",
+           "DEFAULT_SCALES"]
+
+#: Radii (in units of the frame FWHM) measured when the aperture is chosen from the data.
+DEFAULT_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5)
 
 
 def differential_snr(flux, good):
@@ -110,3 +114,70 @@ def choose_aperture(candidates, stars):
                          "where every comparison star is unflagged)")
     best = labels[int(np.nanargmax(snrs))]
     return best, Table({"label": labels, "snr": snrs, "n_frames": counts})
+
+
+def candidate_photometers(scales=DEFAULT_SCALES, local_background=None):
+    """Aperture photometers at radii of ``scales`` times the frame FWHM (one pass).
+
+    Parameters
+    ----------
+    scales : sequence of float
+        Radii in units of the frame FWHM.
+    local_background : AnnulusBackground, optional
+        Shared by all (default: :class:`~opticam_like.background.local.AnnulusBackground`).
+
+    Returns
+    -------
+    tuple of AperturePhotometer
+    """
+    from ..background.local import AnnulusBackground
+    from .photometers import AperturePhotometer
+
+    local = AnnulusBackground() if local_background is None else local_background
+    return tuple(AperturePhotometer(fwhm_scale=float(s), local_background=local)
+                 for s in scales)
+
+
+def select_aperture(rows, photometers, catalog, n_stars=8):
+    """The photometer of a pass whose comparison stars have the best differential S/N.
+
+    Parameters
+    ----------
+    rows : list of PhotometryRow or FrameFailure
+        Results of the photometry pass (failed frames are skipped).
+    photometers : sequence of AperturePhotometer
+        The candidates measured in the pass.
+    catalog : astropy.table.Table
+        The filter's catalogue (``flux``, ``flags`` and, with several cameras, ``detected``).
+    n_stars : int
+        Candidate comparison stars: the brightest clean catalogue sources unflagged in at
+        least 90% of the frames at the middle radius.
+
+    Returns
+    -------
+    best : AperturePhotometer
+    scores : astropy.table.Table
+        :func:`choose_aperture`'s table, with the ``fwhm_scale`` of each candidate.
+
+    Raises
+    ------
+    ValueError
+        With fewer than 2 usable comparison stars or no usable frame.
+    """
+    rows = [r for r in rows if hasattr(r, "results")]
+    if not rows:
+        raise ValueError("no frame was measured")
+    middle = photometers[len(photometers) // 2].name
+    flags = np.stack([np.asarray(r.results[middle]["flags"]) for r in rows])
+    clean = np.asarray(catalog["flags"]) == 0
+    if "detected" in catalog.colnames:
+        clean &= np.asarray(catalog["detected"], dtype=bool)
+    usable = clean & ((flags == 0).mean(axis=0) >= 0.9)
+    order = np.argsort(-np.nan_to_num(np.asarray(catalog["flux"], dtype=float), nan=-np.inf))
+    stars = [i for i in order if usable[i]][:n_stars]
+    candidates = {p.name: (np.stack([np.asarray(r.results[p.name]["flux"]) for r in rows]),
+                           np.stack([np.asarray(r.results[p.name]["flags"]) for r in rows]))
+                  for p in photometers}
+    best, scores = choose_aperture(candidates, stars)
+    scores["fwhm_scale"] = [p.fwhm_scale for p in photometers]
+    return next(p for p in photometers if p.name == best), scores
