@@ -119,7 +119,7 @@ def resolve_blends(image, rms, sources, mask=None, snr=5.0, max_qfit=1.0, max_it
 def _companions(fit, good, x, y, fwhm, snr, max_qfit):
     """Positions and fluxes of the residual peaks accepted as sources.
 
-    A peak within one FWHM of a detection is the detection's own PSF mismatch (a pair that
+    A peak within 0.6 FWHM of a detection is the detection's own PSF mismatch (a pair that
     close cannot be resolved), not a companion."""
     fx, fy = np.asarray(fit["x_fit"], float), np.asarray(fit["y_fit"], float)
     flux, error = np.asarray(fit["flux_fit"], float), np.asarray(fit["flux_err"], float)
@@ -131,7 +131,7 @@ def _companions(fit, good, x, y, fwhm, snr, max_qfit):
         accepted = ((np.asarray(fit["iter_detected"]) > 1) & (flux / error > snr)
                     & (edge[yi, xi] > 2 * fwhm) & (np.asarray(fit["qfit"], float) < max_qfit))
     gap = np.hypot(fx[:, None] - x[None, :], fy[:, None] - y[None, :]).min(axis=1)
-    accepted &= gap > fwhm
+    accepted &= gap > 0.6 * fwhm
     return {"x": fx[accepted], "y": fy[accepted], "flux": flux[accepted]}
 
 

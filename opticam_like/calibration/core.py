@@ -168,7 +168,8 @@ class CalibrationSet:
         Defect maps found in the science frames by ``(camera, binning)``
         (:func:`~opticam_like.calibration.defects.build_defect_maps`); their pixels are
         flagged ``BAD_PIXEL``, so they stay out of the background, the stack and the sums,
-        and flag the points whose aperture touches them.
+        and flag the points whose aperture touches them (warm pixels only when the frame
+        has no master dark, which removes their dark current).
 
     Raises
     ------
@@ -393,7 +394,7 @@ def _apply_masters(frame, raw, flags, calibration):
             np.bitwise_or(flags, master.flags, out=flags)
     defects = calibration.defects.get(master_key("dark", info))
     if defects:
-        defect_flags = read_defect_flags(defects)
+        defect_flags = read_defect_flags(defects, warm=masters["dark"] is None)
         if defect_flags.shape != raw.shape:
             raise FrameError(info.path, f"shape {raw.shape} does not match the defect map "
                                         f"{defects} of shape {defect_flags.shape}")

@@ -870,20 +870,26 @@ def _summary(table):
 
 
 @functools.lru_cache(maxsize=32)
-def _load_flags(path, stamp):
+def _load_flags(path, stamp, warm):
     bits = fits.getdata(path, 0)
+    if not warm:
+        bits = bits & ~np.uint8(DefectBits.WARM)
     flags = np.where(bits != 0, np.uint16(PhotFlag.BAD_PIXEL), np.uint16(0)).astype(np.uint16)
     flags.setflags(write=False)
     return flags
 
 
-def read_defect_flags(path):
+def read_defect_flags(path, warm=True):
     """The ``BAD_PIXEL`` pixel flags of a defect map file, loaded once per process.
 
     Parameters
     ----------
     path : str or Path
         A map written by :meth:`DefectMap.write`.
+    warm : bool
+        Include the warm pixels. A frame calibrated with a master dark has its warm pixels'
+        dark current removed; the map's warm pixels are then mostly the few false detections
+        at 5-10 sigma that its noise floor allows, so they are left out.
 
     Returns
     -------
@@ -892,4 +898,4 @@ def read_defect_flags(path):
         (reloaded when the file's modification time or size changes).
     """
     stat = os.stat(path)
-    return _load_flags(str(path), (stat.st_mtime_ns, stat.st_size))
+    return _load_flags(str(path), (stat.st_mtime_ns, stat.st_size), bool(warm))
