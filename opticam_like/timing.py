@@ -537,7 +537,8 @@ def frame_times(infos, site=None, target=None):
     Returns
     -------
     times : `~astropy.time.Time`, shape ``(n,)``
-        BJD (format ``jd``, scale TDB) or MJD (UTC).
+        BJD (format ``jd``, scale TDB) or MJD (UTC), with the site as ``location`` where
+        it is known (as astropy's own barycentric times keep it).
     name : {'bjd_tdb', 'mjd_utc'}
         The time column's name (:data:`opticam_like.schema.TIME_COLUMNS`).
     """
@@ -553,10 +554,9 @@ def frame_times(infos, site=None, target=None):
     if location is None or ra is None or dec is None:
         log.info("no %s: times are mid-exposure MJD_UTC",
                  "site" if location is None else "target RA/Dec")
-        utc.format = "mjd"
-        return utc, "mjd_utc"
+        return Time(utc, format="mjd", location=location), "mjd_utc"
     bjd = barycentric_times(utc, ra, dec, location)
-    return Time(bjd.jd1, bjd.jd2, format="jd", scale="tdb"), "bjd_tdb"
+    return Time(bjd.jd1, bjd.jd2, format="jd", scale="tdb", location=location), "bjd_tdb"
 
 
 def frame_time_flags(infos, order):
