@@ -177,37 +177,36 @@ def check_comparisons(flux, flux_err, flags, target, comparisons):
     -------
     dict of int to list of str
         Per column index of an unsuitable comparison, the reasons: ``'variable (scatter
-        x.x times its error about the other comparisons)'``, ``'saturated in n% of the
+        x.x times its error about stars ...)'``, ``'saturated in n% of the
         frames'``, ``'blended (...)'``, ``'flagged in n% of the frames'``. Empty when all are
         fine.
 
     Notes
     -----
-    The scatter of a comparison is measured about the ensemble of the other comparisons (or,
-    with a single comparison, of the automatically chosen stars other than the target and
-    itself): the standard deviation of its relative flux over unflagged frames divided by the
-    median propagated error.
+    The scatter of a comparison is measured about an ensemble of up to five constant, clean
+    stars of the field other than the target and itself (:func:`select_comparisons`, which
+    drops variables; the other comparisons when the field has none): the standard deviation of
+    its relative flux over unflagged frames divided by the median propagated error.
     """
     comparisons = [int(c) for c in comparisons]
     reasons = {}
     n_frames = flux.shape[0]
+    try:  # the reference ensemble: clean, constant stars of the field (variables dropped)
+        field = select_comparisons(flux, flux_err, flags, target,
+                                   max_comparisons=5 + len(comparisons))
+    except ValueError:
+        field = []
     for c in comparisons:
         found = []
-        others = [k for k in comparisons if k != c]
-        if not others:
-            try:
-                others = [k for k in select_comparisons(flux, flux_err, flags, target)
-                          if k != c]
-            except ValueError:
-                others = []
+        others = [k for k in field if k != c][:5] or [k for k in comparisons if k != c]
         if others:
             rel, rel_err, rel_flags, _ = relative_flux(flux, flux_err, flags, c, others)
             ok = (rel_flags == 0) & np.isfinite(rel) & np.isfinite(rel_err)
             if ok.sum() > 2:
                 ratio = np.std(rel[ok]) / np.median(rel_err[ok])
                 if ratio > SCATTER_LIMIT:
-                    found.append(f"variable (scatter {ratio:.1f} times its error about the "
-                                 "other comparisons)")
+                    found.append(f"variable (scatter {ratio:.1f} times its error about "
+                                 f"stars {', '.join(str(k + 1) for k in others)})")
         star = np.asarray(flags[:, c], dtype=np.int64)
         for flag, word in ((PhotFlag.SATURATED, "saturated"), (PhotFlag.BLENDED, "blended")):
             fraction = np.mean((star & flag) != 0)

@@ -346,6 +346,7 @@ class Reducer:
             candidates = [index]
         else:
             candidates = list(range(len(infos)))
+        failures = []
         for start in range(0, len(candidates), REFERENCE_CANDIDATES):
             chunk = candidates[start:start + REFERENCE_CANDIDATES]
             items = [FrameItem(infos[i].path, infos[i], i) for i in chunk]
@@ -354,8 +355,15 @@ class Reducer:
             best = choose_reference(rows)
             if best is not None:
                 return chunk[best], rows[best]
+            failures += [r for r in rows if isinstance(r, FrameFailure)]
+        # the frames' own errors (e.g. a user's background raising) explain the failure
+        self._reject(failures)
+        self._write_rejected()
+        cause = (f"; {len(failures)} of {len(candidates)} frames failed, first at "
+                 f"{failures[0].stage}: {failures[0].reason} (all in "
+                 f"{schema.REJECTED_TABLE})" if failures else "")
         raise ReductionError(f"no {name} frame has 3 or more detectable stars to serve as "
-                             "the reference")
+                             f"the reference{cause}")
 
     # ------------------------------------------------------------------ stage 3: photometry
     def photometry(self, *photometers):

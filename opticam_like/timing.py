@@ -537,8 +537,9 @@ def frame_times(infos, site=None, target=None):
     Returns
     -------
     times : `~astropy.time.Time`, shape ``(n,)``
-        BJD (format ``jd``, scale TDB) or MJD (UTC), with the site as ``location`` where
-        it is known (as astropy's own barycentric times keep it).
+        BJD (format ``jd``, scale TDB; referred to the barycentre, so without a
+        ``location``: astropy's FITS writer calls a topocentric location incompatible with
+        TDB) or MJD (UTC, with the site as ``location`` when it is known).
     name : {'bjd_tdb', 'mjd_utc'}
         The time column's name (:data:`opticam_like.schema.TIME_COLUMNS`).
     """
@@ -556,7 +557,7 @@ def frame_times(infos, site=None, target=None):
                  "site" if location is None else "target RA/Dec")
         return Time(utc, format="mjd", location=location), "mjd_utc"
     bjd = barycentric_times(utc, ra, dec, location)
-    return Time(bjd.jd1, bjd.jd2, format="jd", scale="tdb", location=location), "bjd_tdb"
+    return Time(bjd.jd1, bjd.jd2, format="jd", scale="tdb"), "bjd_tdb"
 
 
 def frame_time_flags(infos, order):

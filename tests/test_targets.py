@@ -1,0 +1,143 @@
+"""Targets and comparisons by night ID, by position and by RA/Dec; hand-chosen comparisons
+checked; a user's callable's own error reported (issue 10)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+import data_generator as dg
+from opticam_like import schema
+from opticam_like.errors import ConfigError, ReductionError
+from opticam_like.lightcurves import (ComparisonWarning, DifferentialPhotometer, parse_source,
+                                      source_id)
+from opticam_like.reducer import Reducer
+
+BANDS = ("g", "r", "i")
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    """A realistic three-camera night (drift, clouds, cosmic rays, trail), 20 frames of
+    256 x 256, reduced."""
+    root = tmp_path_factory.mktemp("targets")
+    dg.generate_observations(root / "data", 20, preset="realistic", shape=(256, 256),
+                             progress=False)
+    with Reducer(root / "red", data_directory=root / "data", n_workers=1,
+                 progress=False) as reducer:
+        reducer.create_catalogs()
+        reducer.photometry()
+    return root / "red", dg.load_truth(root / "data")
+
+
+def _variable_xy(out, truth, band):
+    """The simulated variable's true position in a camera's reference frame (what a user reads
+    off the stack)."""
+    catalog = Table.read(schema.catalog_path(out, band))
+    frame = truth.frame_position(band, catalog.meta["reference_frame"])
+    return truth.variable_position(band, frame)
+
+
+def test_target_by_position_finds_the_variable_with_one_id_in_every_camera(night):
+    out, truth = night
+    diff = DifferentialPhotometer(out, save=False)
+    ids = {}
+    for band in BANDS:
+        x, y = _variable_xy(out, truth, band)
+        lc = diff.get_relative_light_curve(band, (x, y))
+        ids[band] = lc.meta["target"]
+        catalog = Table.read(schema.catalog_path(out, band))
+        star = catalog[catalog["id"] == ids[band]][0]
+        assert np.hypot(star["x"] - x, star["y"] - y) < 1.0
+        # the variable (rms 3-4 % here) against its propagated error (0.3 %)
+        good = lc["flags"] == 0
+        assert np.std(lc["relative_flux"][good]) > 5 * np.median(lc["relative_flux_err"][good])
+    assert len(set(ids.values())) == 1, ids
+    # a position in another camera's frame names the same star
+    x, y = _variable_xy(out, truth, "g")
+    for band in BANDS:
+        assert source_id(out, band, {"x": x, "y": y, "frame": "g"}) == ids["g"]
+    assert source_id(out, "r", parse_source(f"{x},{y}@g")) == ids["g"]
+
+
+def test_position_errors(night):
+    out, _ = night
+    with pytest.raises(ReductionError, match=r"no star within 3.0 px of \(-50.0, -50.0\)"):
+        source_id(out, "g", (-50.0, -50.0))
+    with pytest.raises(ConfigError, match="carries no WCS"):
+        source_id(out, "g", {"ra": 150.0, "dec": -20.0})
+    with pytest.raises(ConfigError, match="catalogue ID, \\(x, y\\)"):
+        source_id(out, "g", "the variable")
+    assert source_id(out, "g", 7) == 7
+
+
+def test_parse_source():
+    assert parse_source("3") == 3
+    assert parse_source("10.5,20") == (10.5, 20.0)
+    assert parse_source("10.5,20@r") == {"x": 10.5, "y": 20.0, "frame": "r"}
+    assert parse_source("150.1,-20.5@sky") == {"ra": 150.1, "dec": -20.5}
+    with pytest.raises(ValueError, match="expected an ID"):
+        parse_source("ten")
+
+
+def test_variable_comparison_is_named_with_its_reason(night):
+    out, truth = night
+    diff = DifferentialPhotometer(out, save=False)
+    x, y = _variable_xy(out, truth, "g")
+    variable = source_id(out, "g", (x, y))
+    automatic = diff.get_relative_light_curve("g", 1)
+    assert variable not in automatic.meta["comparisons"]
+    table = diff.load("g")
+    flags = np.asarray(table["flags"]) | np.asarray(table["frame_flags"])[:, None]
+    constant = [c for c in automatic.meta["comparisons"] if not flags[:, c - 1].any()][:3]
+    assert len(constant) >= 2
+    with pytest.warns(ComparisonWarning) as caught:
+        lc = diff.get_relative_light_curve("g", 1, comparisons=[variable] + constant)
+    messages = [str(w.message) for w in caught]
+    assert any(f"comparison star {variable} of target 1" in m and "variable (scatter" in m
+               for m in messages), messages
+    assert not any("variable" in m for m in messages
+                   if f"comparison star {variable} " not in m), messages
+    assert "variable" in lc.meta["comparison_warnings"][variable]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ComparisonWarning)
+        quiet = diff.get_relative_light_curve("g", 1, comparisons=constant)
+    assert quiet.meta["comparison_warnings"] == {}
+
+
+def test_user_background_error_reaches_rejected_frames_and_final_error(tmp_path):
+    dg.generate_observations(tmp_path / "data", 4, shape=(96, 96), n_sources=6,
+                             filters=("g",), progress=False)
+
+    def failing_background(data, mask=None):
+        raise ValueError("boom")
+
+    with Reducer(tmp_path / "red", data_directory=tmp_path / "data", n_workers=1,
+                 background=failing_background, progress=False,
+                 find_defects=False) as reducer:
+        with pytest.raises(ReductionError, match="ValueError: boom") as error:
+            reducer.create_catalogs()
+    assert "background: ValueError: boom" in str(error.value)
+    rejected = Table.read(tmp_path / "red" / schema.REJECTED_TABLE)
+    assert len(rejected) == 4
+    assert set(rejected["reason"]) == {"ValueError: boom"}
+    assert set(rejected["stage"]) == {"background"}
+    assert "ValueError: boom" in (tmp_path / "red" / schema.LOG_FILE).read_text()
+
+
+def test_finder_contract_checked_at_construction(tmp_path):
+    from astropy.table import Table as T
+
+    def no_flags(data, rms, mask=None):
+        return T({"x": [1.0], "y": [1.0], "flux": [1.0], "peak": [1.0], "npix": [1],
+                  "fwhm": [2.0]})
+
+    def raising(data, rms, mask=None):
+        raise RuntimeError("bad finder")
+
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ConfigError, match="finder .* without flags: a finder's table needs"):
+        Reducer(tmp_path / "red", data_directory=tmp_path / "data", finder=no_flags)
+    with pytest.raises(ConfigError, match="catalog_finder .*RuntimeError: bad finder"):
+        Reducer(tmp_path / "red", data_directory=tmp_path / "data", catalog_finder=raising)
