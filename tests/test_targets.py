@@ -141,3 +141,24 @@ def test_finder_contract_checked_at_construction(tmp_path):
         Reducer(tmp_path / "red", data_directory=tmp_path / "data", finder=no_flags)
     with pytest.raises(ConfigError, match="catalog_finder .*RuntimeError: bad finder"):
         Reducer(tmp_path / "red", data_directory=tmp_path / "data", catalog_finder=raising)
+
+
+def test_config_names_stars_by_position(night, tmp_path):
+    from opticam_like.config import load_config
+    from opticam_like.settings import Settings
+
+    out, truth = night
+    x, y = _variable_xy(out, truth, "g")
+    path = tmp_path / "night.toml"
+    path.write_text(f'[light_curve]\ntarget = {{x = {x}, y = {y}, frame = "g"}}\n'
+                    'comparisons = [[10.0, 20.0], 5]\n')
+    config = load_config(path)
+    assert config["light_curve"]["target"] == {"x": x, "y": y, "frame": "g"}
+    settings = Settings.from_arguments(str(path), data_directories=[str(tmp_path)])
+    echo = tmp_path / "echo.toml"
+    echo.write_text(settings.to_toml())
+    assert load_config(echo)["light_curve"] == config["light_curve"]
+    diff = DifferentialPhotometer(out, save=False)
+    target = source_id(out, "i", config["light_curve"]["target"])
+    assert diff.get_relative_light_curve("i", config["light_curve"]["target"]).meta[
+        "target"] == target
