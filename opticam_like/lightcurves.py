@@ -156,7 +156,10 @@ SCATTER_LIMIT = 3.0
 is called variable (as in :func:`select_comparisons`)."""
 FLAGGED_LIMIT = 0.1
 """A comparison flagged (any bit) in more than this fraction of the frames is heavily
-flagged; for ``SATURATED`` and ``BLENDED`` the limit is 1% of the frames."""
+flagged."""
+SATURATED_BLENDED_LIMIT = 0.01
+"""A comparison flagged ``SATURATED`` or ``BLENDED`` in more than this fraction of the frames
+is called saturated or blended."""
 
 
 def check_comparisons(flux, flux_err, flags, target, comparisons):
@@ -177,9 +180,9 @@ def check_comparisons(flux, flux_err, flags, target, comparisons):
     -------
     dict of int to list of str
         Per column index of an unsuitable comparison, the reasons: ``'variable (scatter
-        x.x times its error about stars ...)'``, ``'saturated in n% of the
-        frames'``, ``'blended (...)'``, ``'flagged in n% of the frames'``. Empty when all are
-        fine.
+        x.x times its error about stars ...)'``, ``'saturated in n% of the frames'``,
+        ``'blended in n% of the frames'``, ``'flagged in n% of the frames'``. Empty when all
+        are fine.
 
     Notes
     -----
@@ -210,7 +213,7 @@ def check_comparisons(flux, flux_err, flags, target, comparisons):
         star = np.asarray(flags[:, c], dtype=np.int64)
         for flag, word in ((PhotFlag.SATURATED, "saturated"), (PhotFlag.BLENDED, "blended")):
             fraction = np.mean((star & flag) != 0)
-            if fraction > 0.01:
+            if fraction > SATURATED_BLENDED_LIMIT:
                 found.append(f"{word} in {100 * fraction:.0f}% of the frames")
         fraction = np.mean(star != 0) if n_frames else 0.0
         if fraction > FLAGGED_LIMIT:
