@@ -413,7 +413,13 @@ class Reducer:
             rows, timings, _ = self.pool.map(photometry_frame, items, context,
                                              desc=f"photometry {name}")
             self._log_timings(f"photometry pass {name}", timings)
-            self._reject([r for r in rows if isinstance(r, FrameFailure)])
+            failures = [r for r in rows if isinstance(r, FrameFailure)]
+            self._reject(failures)
+            if rows and len(failures) == len(rows):  # e.g. a user's photometer raising
+                self._write_rejected()
+                raise ReductionError(f"no {name} frame could be measured; first at "
+                                     f"{failures[0].stage}: {failures[0].reason} (all in "
+                                     f"{schema.REJECTED_TABLE})")
             times, time_name = frame_times(infos, s.site, s.target)
             frame_flags = not_aligned | frame_time_flags(infos, acquisition_order(infos))
             for photometer in photometers:

@@ -278,7 +278,7 @@ class Settings:
                 try:
                     check_finder(getattr(self, name), name)
                 except TypeError as exc:
-                    fail(name, str(exc))
+                    raise ConfigError(f"{where}: {exc}") from exc
         names = [p.name for p in self.photometers]
         if len(set(names)) != len(names):
             fail("photometry", f"photometer names must differ, got {names}")

@@ -1,6 +1,7 @@
 """Targets and comparisons by night ID, by position and by RA/Dec; hand-chosen comparisons
 checked; a user's callable's own error reported (issue 10)."""
 
+from dataclasses import dataclass
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from opticam_like import schema
 from opticam_like.errors import ConfigError, ReductionError
 from opticam_like.lightcurves import (ComparisonWarning, DifferentialPhotometer, parse_source,
                                       source_id)
+from opticam_like.photometry.photometers import AperturePhotometer
 from opticam_like.reducer import Reducer
 
 BANDS = ("g", "r", "i")
@@ -106,14 +108,20 @@ def test_variable_comparison_is_named_with_its_reason(night):
     assert quiet.meta["comparison_warnings"] == {}
 
 
-def test_user_background_error_reaches_rejected_frames_and_final_error(tmp_path):
-    dg.generate_observations(tmp_path / "data", 4, shape=(96, 96), n_sources=6,
-                             filters=("g",), progress=False)
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One camera, four frames of 96 x 96 with six stars."""
+    root = tmp_path_factory.mktemp("tiny")
+    dg.generate_observations(root / "data", 4, shape=(96, 96), n_sources=6, filters=("g",),
+                             progress=False)
+    return root / "data"
 
+
+def test_user_background_error_reaches_rejected_frames_and_final_error(tiny, tmp_path):
     def failing_background(data, mask=None):
         raise ValueError("boom")
 
-    with Reducer(tmp_path / "red", data_directory=tmp_path / "data", n_workers=1,
+    with Reducer(tmp_path / "red", data_directory=tiny, n_workers=1,
                  background=failing_background, progress=False,
                  find_defects=False) as reducer:
         with pytest.raises(ReductionError, match="ValueError: boom") as error:
@@ -124,6 +132,23 @@ def test_user_background_error_reaches_rejected_frames_and_final_error(tmp_path)
     assert set(rejected["reason"]) == {"ValueError: boom"}
     assert set(rejected["stage"]) == {"background"}
     assert "ValueError: boom" in (tmp_path / "red" / schema.LOG_FILE).read_text()
+
+
+@dataclass(frozen=True)
+class FailingPhotometer(AperturePhotometer):
+    def measure(self, frame):
+        raise ValueError("boom")
+
+
+def test_user_photometer_error_reaches_rejected_frames_and_final_error(tiny, tmp_path):
+    with Reducer(tmp_path / "red", data_directory=tiny, n_workers=1, progress=False,
+                 find_defects=False) as reducer:
+        reducer.create_catalogs()
+        with pytest.raises(ReductionError, match="no g frame could be measured; first at "
+                                                 r"\w+: ValueError: boom"):
+            reducer.photometry(FailingPhotometer())
+    rejected = Table.read(tmp_path / "red" / schema.REJECTED_TABLE)
+    assert list(rejected["reason"]) == ["ValueError: boom"] * 4
 
 
 def test_finder_contract_checked_at_construction(tmp_path):
