@@ -79,6 +79,9 @@ def test_catalogues_and_transforms_carry_units(reduced):
     night = QTable.read(out / schema.NIGHT_CATALOG)
     for band in ("g", "r", "i"):
         assert night[f"x_{band}"].unit == u.pix and night[f"flux_{band}"].unit == u.electron
+    frames = QTable.read(out / schema.FRAMES_TABLE)
+    assert frames["exposure"].unit == u.s and frames["mjd_mid"].unit == u.day
+    assert frames["gain"].unit == u.electron / u.adu
     transforms = QTable.read(schema.transforms_path(out, "g"))
     for column, unit in {"dx": u.pix, "dy": u.pix, "rms": u.pix, "fwhm": u.pix,
                          "background_median": E_PER_PIX, "background_rms": E_PER_PIX}.items():
