@@ -187,3 +187,24 @@ def test_config_names_stars_by_position(night, tmp_path):
     target = source_id(out, "i", config["light_curve"]["target"])
     assert diff.get_relative_light_curve("i", config["light_curve"]["target"]).meta[
         "target"] == target
+
+
+def test_target_by_ra_dec_through_the_stack_wcs(tmp_path):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, -20.0]
+    wcs.wcs.crpix = [51.0, 51.0]                       # FITS 1-based: pixel (50, 50)
+    wcs.wcs.cdelt = [-0.5 / 3600, 0.5 / 3600]           # 0.5 arcsec / px, east to the left
+    stack = fits.PrimaryHDU(np.zeros((100, 100), np.float32), header=wcs.to_header())
+    (tmp_path / "cat").mkdir()
+    stack.writeto(schema.stack_path(tmp_path, "g"))
+    Table({"id": [1, 2], "x": [50.0, 70.0], "y": [50.0, 30.0]}).write(
+        schema.catalog_path(tmp_path, "g"))
+    ra, dec = wcs.pixel_to_world_values(70.0, 30.0)
+    assert source_id(tmp_path, "g", {"ra": float(ra), "dec": float(dec)}) == 2
+    from astropy.coordinates import SkyCoord
+    assert source_id(tmp_path, "g", SkyCoord(150.0, -20.0, unit="deg")) == 1
+    assert source_id(tmp_path, "g", parse_source(f"{ra},{dec}@sky")) == 2
