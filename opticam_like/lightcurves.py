@@ -444,12 +444,20 @@ class DifferentialPhotometer:
         Returns
         -------
         astropy.table.Table
-            Columns: the time (``bjd_tdb`` or ``mjd_utc``, mid-exposure, a ``Time`` with the
-            site's ``location`` where known), ``relative_flux``, ``relative_flux_err``
+            Columns: the time (``bjd_tdb`` or ``mjd_utc``, mid-exposure, a ``Time``;
+            ``mjd_utc`` carries the site as ``location`` when it is known, ``bjd_tdb`` is
+            barycentric), ``relative_flux``, ``relative_flux_err``
             (dimensionless), ``delta_mag``, ``delta_mag_err`` (mag), ``flags``, ``frame``;
             metadata: filter, target (ID), comparisons (IDs), weights, photometer, time scale,
             ``comparison_warnings``. The written ECSV reads back with
             ``TimeSeries.read(path, format="ascii.ecsv", time_column=...)``.
+
+        Raises
+        ------
+        ConfigError
+            The target among its comparisons, an ID beyond the catalogue, or no usable
+            comparison (a ``ValueError``); a position or RA/Dec that cannot be used (see
+            :func:`source_id`, which also raises ``ReductionError`` when no star is near).
         """
         target = source_id(self.out_directory, filter, target, tolerance)
         if comparisons is not None:
@@ -460,12 +468,16 @@ class DifferentialPhotometer:
         flux_err = np.asarray(table["flux_err"], dtype=float)
         flags = np.asarray(table["flags"], dtype=np.int32) | np.asarray(
             table["frame_flags"], dtype=np.int32)[:, None]
-        if comparisons is None:
-            comp_index = select_comparisons(flux, flux_err, flags, target - 1, max_comparisons)
-        else:
-            comp_index = [int(c) - 1 for c in comparisons]
-        rel, rel_err, rel_flags, weights = relative_flux(flux, flux_err, flags, target - 1,
-                                                         comp_index)
+        try:
+            if comparisons is None:
+                comp_index = select_comparisons(flux, flux_err, flags, target - 1,
+                                                max_comparisons)
+            else:
+                comp_index = [int(c) - 1 for c in comparisons]
+            rel, rel_err, rel_flags, weights = relative_flux(flux, flux_err, flags, target - 1,
+                                                             comp_index)
+        except ValueError as exc:
+            raise ConfigError(f"{filter}, target {target}: {exc}") from exc
         notes = {}
         if comparisons is not None:
             for index, reasons in check_comparisons(flux, flux_err, flags, target - 1,
