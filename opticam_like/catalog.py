@@ -4,6 +4,7 @@ transforms of frames that could not be aligned, and the guide stars of the photo
 from pathlib import Path
 
 import numpy as np
+from astropy import units as u
 from astropy.stats import sigma_clipped_stats
 from astropy.table import Table
 
@@ -14,7 +15,31 @@ from .errors import ReductionError
 from .parallel import FrameFailure
 
 __all__ = ["choose_reference", "catalog_from_stack", "interpolate_matrices", "guide_stars",
-           "transforms_table", "transforms_from_table"]
+           "transforms_table", "transforms_from_table", "CATALOG_UNITS", "TRANSFORM_UNITS",
+           "set_units"]
+
+CATALOG_UNITS = {"x": u.pix, "y": u.pix, "flux": u.electron, "peak": u.electron,
+                 "fwhm": u.pix, "npix": u.pix**2}
+"""Units of the catalogue columns (``flux`` is e- per frame, ``peak`` e- in the brightest
+pixel); ``id``, ``coverage`` and ``flags`` have none."""
+
+TRANSFORM_UNITS = {"dx": u.pix, "dy": u.pix, "rms": u.pix, "fwhm": u.pix,
+                   "background_median": u.electron / u.pix**2,
+                   "background_rms": u.electron / u.pix**2}
+"""Units of the transforms-table columns (the matrix mixes pixels and plain numbers: none)."""
+
+
+def set_units(table, units):
+    """Give the columns of ``table`` named in ``units`` their unit (in place; returns it).
+
+    The columns stay plain ``Column`` objects, so arithmetic on them is unchanged; the units
+    are written to the file (ECSV ``unit``, FITS ``TUNIT``) and ``QTable.read`` gives
+    Quantities.
+    """
+    for name, unit in units.items():
+        if name in table.colnames:
+            table[name].unit = unit
+    return table
 
 
 def choose_reference(rows):
@@ -61,7 +86,8 @@ def catalog_from_stack(stack, finder, max_sources=None):
     catalog : astropy.table.Table
         ``id`` (1-based, by decreasing flux), ``x``, ``y`` (reference frame, pixels), ``flux``
         (mean e- per frame), ``peak``, ``fwhm``, ``npix``, ``coverage`` (fraction of the
-        stacked frames that cover the source), ``flags`` (finder flags).
+        stacked frames that cover the source), ``flags`` (finder flags); units in
+        :data:`CATALOG_UNITS`.
     image : ndarray, shape (ny, nx)
         The stacked image (e- per frame; NaN where no frame contributed).
 
@@ -93,6 +119,7 @@ def catalog_from_stack(stack, finder, max_sources=None):
     yi = np.clip(np.rint(sources["y"]).astype(int), 0, image.shape[0] - 1)
     catalog["coverage"] = count[yi, xi] / n_max
     catalog["flags"] = sources["flags"]
+    set_units(catalog, CATALOG_UNITS)
     catalog.meta["stack_rms"] = float(std)
     catalog.meta["n_stacked"] = int(stack.n_frames)
     catalog.meta["stack_blocks"] = int(stack.n_blocks)
@@ -177,7 +204,7 @@ def transforms_table(paths, rows):
         Columns :data:`opticam_like.schema.TRANSFORM_COLUMNS`; each row's ``matrix``,
         ``method``, ``n_matches`` and ``rms`` are a :meth:`Transform.to_dict` record, read
         back with :func:`transforms_from_table`. ``aligned`` is False and ``reason`` says why
-        where the transform is interpolated.
+        where the transform is interpolated. Units in :data:`TRANSFORM_UNITS`.
     failures : list of FrameFailure
         The frames that failed or could not be aligned.
 
@@ -222,7 +249,7 @@ def transforms_table(paths, rows):
     table["background_rms"] = [getattr(r, "background_rms_median", np.nan) for r in rows]
     table["aligned"] = aligned
     table["reason"] = reasons
-    return table, failures
+    return set_units(table, TRANSFORM_UNITS), failures
 
 
 def transforms_from_table(table):

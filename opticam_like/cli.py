@@ -39,6 +39,12 @@ def _configure_logging(verbose, quiet):
     return handler, previous
 
 
+def star(text):
+    """A star on the command line (:func:`opticam_like.lightcurves.parse_source`)."""
+    from .lightcurves import parse_source
+    return parse_source(text)
+
+
 def _add_reduce_options(parser):
     parser.add_argument("--instrument", default=None,
                         help="instrument profile: 'opticam', 'generic' or a .toml file "
@@ -54,10 +60,14 @@ def _add_reduce_options(parser):
                              "in deg, deg, m (default: the instrument's or the header's)")
     parser.add_argument("--remove-cosmic-rays", action="store_true", default=None,
                         help="detect and mask cosmic rays (astroscrappy)")
-    parser.add_argument("--target", type=int, default=None,
-                        help="catalogue ID of the target: also write its relative light curves")
-    parser.add_argument("--comparisons", type=int, nargs="+", default=None,
-                        help="catalogue IDs of the comparison stars (default: automatic)")
+    parser.add_argument("--target", type=star, default=None,
+                        help="the target, to also write its relative light curves: its night "
+                             "ID, X,Y (px in each filter's reference frame), X,Y@FRAME (px in "
+                             "camera FRAME's frame, e.g. 120.5,88.2@g) or RA,DEC@sky (deg; "
+                             "needs a WCS)")
+    parser.add_argument("--comparisons", type=star, nargs="+", default=None,
+                        help="comparison stars, each given like --target (default: automatic; "
+                             "unsuitable ones are named in a warning)")
     parser.add_argument("--photometer", default=None,
                         help="photometer whose table gives the --target light curves (default: "
                              "the config's [light_curve] photometer, else the first of the run)")

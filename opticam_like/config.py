@@ -101,8 +101,9 @@ SCHEMA = {
         "directories": (list, "directories of the frames (echo of the run)"),
     },
     "light_curve": {
-        "target": (int, "catalogue ID of the target"),
-        "comparisons": (list, "catalogue IDs of the comparison stars"),
+        "target": ((int, list, dict), "the target: its night ID, [x, y] (px in each "
+                                      "filter's frame), {x, y, frame} or {ra, dec} (deg)"),
+        "comparisons": (list, "the comparison stars, each given like target"),
         "photometer": (str, "name of the photometer whose table to use"),
     },
 }

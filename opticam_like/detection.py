@@ -22,7 +22,9 @@ from scipy.spatial import cKDTree
 
 __all__ = [
     "DefaultFinder",
+    "FINDER_COLUMNS",
     "SourceFlag",
+    "check_finder",
     "centroid",
     "covariance_to_ellipse",
     "find_peaks",
@@ -51,6 +53,56 @@ class SourceFlag(IntFlag):
     """Not detected in this camera's stack: a star of the night-wide catalogue found in
     another camera, measured at its position mapped into this camera
     (:mod:`opticam_like.sky`)."""
+
+
+FINDER_COLUMNS = ("x", "y", "flux", "peak", "npix", "fwhm", "flags")
+"""Columns every finder's table must have: ``x``, ``y`` (px, 0-based), ``flux`` (e-, sum over
+the source), ``peak`` (e-, brightest pixel), ``npix`` (pixels in the source), ``fwhm`` (px;
+NaN where unknown) and ``flags`` (int, :class:`SourceFlag` bits; 0 for a clean source)."""
+
+
+def check_finder(finder, name="finder"):
+    """Check that a source finder honours the finder contract, on a small synthetic image.
+
+    A finder is any callable ``finder(data, rms, mask=None) -> Table``: ``data`` a
+    background-subtracted image (e-), ``rms`` a scalar or a map of its noise, ``mask`` a
+    boolean map of bad pixels or None. The table is sorted by decreasing ``flux`` and has the
+    columns :data:`FINDER_COLUMNS`. The finder is called once on a 48 x 48 image holding three
+    Gaussian stars (FWHM 3 px, peaks 200, 400 and 800 e-, noise rms 1 e-).
+
+    Parameters
+    ----------
+    finder : callable
+    name : str
+        What the finder is (``'finder'``, ``'catalog_finder'``), for the messages.
+
+    Raises
+    ------
+    TypeError
+        When the call raises (the message gives the original exception's type and message),
+        returns no table, or the table lacks columns (named).
+    """
+    yy, xx = np.mgrid[:48, :48]
+    sigma = 3.0 / FWHM_PER_SIGMA
+    data = np.random.default_rng(0).normal(0.0, 1.0, (48, 48))
+    for x0, y0, peak in ((12.0, 14.0, 800.0), (33.0, 20.0, 400.0), (22.0, 36.0, 200.0)):
+        data += peak * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * sigma**2))
+    try:
+        sources = finder(data, 1.0, mask=np.zeros(data.shape, dtype=bool))
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        raise TypeError(f"the {name} {finder!r} failed on a test image of three stars "
+                        f"(called as {name}(data, rms, mask=mask)): {detail}") from exc
+    columns = getattr(sources, "colnames", None)
+    if columns is None:
+        raise TypeError(f"the {name} {finder!r} returned {type(sources).__name__}, not a "
+                        f"table with columns {', '.join(FINDER_COLUMNS)}")
+    missing = [c for c in FINDER_COLUMNS if c not in columns]
+    if missing:
+        raise TypeError(f"the {name} {finder!r} returned a table without "
+                        f"{', '.join(missing)}: a finder's table needs "
+                        f"{', '.join(FINDER_COLUMNS)} (flags: int SourceFlag bits, 0 when "
+                        "clean)")
 
 
 def _as_image(data, name="data"):

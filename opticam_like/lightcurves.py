@@ -6,22 +6,32 @@ the ensemble is one fixed linear combination of the comparisons and its error pr
 exactly (Broeg, Fernandez & Neuhaeuser 2005, AN 326, 134, give the iterative weighting idea;
 we keep weights constant in time). The relative flux is ``target / ensemble`` normalised to a
 median of 1; its error combines the target's and the ensemble's in quadrature.
+
+Stars are named by their catalogue ID (the night-wide ID: the same star has the same ID in
+every camera), by a position in a camera's reference frame, or by RA/Dec where the stacks carry
+a WCS (:func:`source_id`). Comparison stars chosen by hand are checked
+(:func:`check_comparisons`): a variable, saturated, blended or heavily flagged one is named in
+a warning with the reason.
 """
 
 import logging
+from numbers import Integral, Real
 from pathlib import Path
+import warnings
 
 import numpy as np
+from astropy import units as u
 from astropy.io import fits
 from astropy.table import Table
 
 from . import schema
-from .errors import ConfigError, MissingOutputError
+from .errors import ConfigError, MissingOutputError, ReductionError
 from .flags import PhotFlag
 from .outputs import write_table
 from .schema import time_column
 
-__all__ = ["DifferentialPhotometer", "relative_flux", "select_comparisons", "time_column"]
+__all__ = ["DifferentialPhotometer", "relative_flux", "select_comparisons", "time_column",
+           "source_id", "parse_source", "check_comparisons", "ComparisonWarning"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +146,205 @@ def select_comparisons(flux, flux_err, flags, target, max_comparisons=5, min_goo
     return [int(c) for c in chosen]
 
 
+class ComparisonWarning(UserWarning):
+    """A comparison star chosen by hand looks unsuitable (variable, saturated, blended or
+    often flagged); the message names it and says why."""
+
+
+SCATTER_LIMIT = 3.0
+"""A comparison whose scatter about the others exceeds this many times its propagated error
+is called variable (as in :func:`select_comparisons`)."""
+FLAGGED_LIMIT = 0.1
+"""A comparison flagged (any bit) in more than this fraction of the frames is heavily
+flagged."""
+SATURATED_BLENDED_LIMIT = 0.01
+"""A comparison flagged ``SATURATED`` or ``BLENDED`` in more than this fraction of the frames
+is called saturated or blended."""
+
+
+def check_comparisons(flux, flux_err, flags, target, comparisons):
+    """Reasons why comparison stars chosen by hand are unsuitable.
+
+    Parameters
+    ----------
+    flux, flux_err : ndarray, shape (n_frames, n_sources)
+        Fluxes and errors (e-).
+    flags : ndarray of int, shape (n_frames, n_sources)
+        Per-point :class:`~opticam_like.flags.PhotFlag` bits (frame flags included).
+    target : int
+        Column index (0-based) of the target.
+    comparisons : sequence of int
+        Column indices (0-based) of the comparisons.
+
+    Returns
+    -------
+    dict of int to list of str
+        Per column index of an unsuitable comparison, the reasons: ``'variable (scatter
+        x.x times its error about stars ...)'``, ``'saturated in n% of the frames'``,
+        ``'blended in n% of the frames'``, ``'flagged in n% of the frames'``. Empty when all
+        are fine.
+
+    Notes
+    -----
+    The scatter of a comparison is measured about an ensemble of up to five constant, clean
+    stars of the field other than the target and itself (:func:`select_comparisons`, which
+    drops variables; the other comparisons when the field has none): the standard deviation of
+    its relative flux over unflagged frames divided by the median propagated error.
+    """
+    comparisons = [int(c) for c in comparisons]
+    reasons = {}
+    n_frames = flux.shape[0]
+    try:  # the reference ensemble: clean, constant stars of the field (variables dropped)
+        field = select_comparisons(flux, flux_err, flags, target,
+                                   max_comparisons=5 + len(comparisons))
+    except ValueError:
+        field = []
+    for c in comparisons:
+        found = []
+        others = [k for k in field if k != c][:5] or [k for k in comparisons if k != c]
+        if others:
+            rel, rel_err, rel_flags, _ = relative_flux(flux, flux_err, flags, c, others)
+            ok = (rel_flags == 0) & np.isfinite(rel) & np.isfinite(rel_err)
+            if ok.sum() > 2:
+                ratio = np.std(rel[ok]) / np.median(rel_err[ok])
+                if ratio > SCATTER_LIMIT:
+                    found.append(f"variable (scatter {ratio:.1f} times its error about "
+                                 f"stars {', '.join(str(k + 1) for k in others)})")
+        star = np.asarray(flags[:, c], dtype=np.int64)
+        for flag, word in ((PhotFlag.SATURATED, "saturated"), (PhotFlag.BLENDED, "blended")):
+            fraction = np.mean((star & flag) != 0)
+            if fraction > SATURATED_BLENDED_LIMIT:
+                found.append(f"{word} in {100 * fraction:.0f}% of the frames")
+        fraction = np.mean(star != 0) if n_frames else 0.0
+        if fraction > FLAGGED_LIMIT:
+            found.append(f"flagged in {100 * fraction:.0f}% of the frames")
+        if found:
+            reasons[c] = found
+    return reasons
+
+
+def parse_source(text):
+    """A star as given on the command line: an ID, ``X,Y`` or ``X,Y@FRAME`` (px in a
+    camera's reference frame), or ``RA,DEC@sky`` (deg, ICRS).
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    int, tuple (x, y) or dict
+        As accepted by :func:`source_id`.
+
+    Raises
+    ------
+    ValueError
+        When ``text`` is none of these (argparse reports it with the option name).
+    """
+    text = str(text).strip()
+    if text.lstrip("+").isdigit():
+        return int(text)
+    position, _, frame = text.partition("@")
+    try:
+        a, b = (float(v) for v in position.split(","))
+    except ValueError:
+        raise ValueError(f"{text!r}: expected an ID, X,Y, X,Y@FRAME or RA,DEC@sky") from None
+    if frame.lower() == "sky":
+        return {"ra": a, "dec": b}
+    return {"x": a, "y": b, "frame": frame} if frame else (a, b)
+
+
+def _sky_position(out_directory, frame, ra, dec):
+    """Pixel position of RA/Dec (deg) in a camera's stack, through the stack's WCS."""
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs import WCS
+
+    path = schema.stack_path(out_directory, frame)
+    if not path.is_file():
+        raise MissingOutputError(f"{path} does not exist: run Reducer.create_catalogs() first")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wcs = WCS(fits.getheader(path))
+    if not wcs.has_celestial:
+        raise ConfigError(f"a star was given by RA/Dec, but the {frame} stack ({path}) carries "
+                          "no WCS (the frames have no celestial WCS): give its catalogue ID "
+                          "or its (x, y) position instead")
+    x, y = wcs.celestial.world_to_pixel(SkyCoord(ra, dec, unit="deg"))
+    return float(x), float(y)
+
+
+def source_id(out_directory, filter, source, tolerance=3.0):
+    """Catalogue ID of a star given by ID, by position or by RA/Dec.
+
+    Parameters
+    ----------
+    out_directory : str or Path
+        The Reducer's output directory (reads ``cat/{frame}_catalog.ecsv``).
+    filter : str
+        The filter being measured (the default frame of a position).
+    source : int, tuple (x, y), dict or SkyCoord
+        A catalogue ID (the night-wide ID with several cameras); ``(x, y)`` (px, 0-based) in
+        the reference frame of ``filter``; ``{"x": ..., "y": ..., "frame": "g"}`` in the
+        reference frame of camera ``"g"``; ``{"ra": ..., "dec": ...}`` (deg) or a
+        ``SkyCoord`` when the stacks carry a celestial WCS.
+    tolerance : float
+        Largest distance (px) between the position and the star.
+
+    Returns
+    -------
+    int
+        The star's catalogue ID, valid in ``filter``.
+
+    Raises
+    ------
+    ConfigError
+        An unrecognised ``source``; a position in another camera's frame while the cameras
+        have their own IDs (not matched into one night catalogue); RA/Dec without a WCS.
+    ReductionError
+        No star within ``tolerance`` of the position.
+    MissingOutputError
+        The catalogue (or stack) of the frame does not exist.
+    """
+    if isinstance(source, Integral) and not isinstance(source, bool):
+        return int(source)
+    frame, position = filter, None
+    if hasattr(source, "icrs"):
+        source = {"ra": source.icrs.ra.deg, "dec": source.icrs.dec.deg}
+    if isinstance(source, dict):
+        unknown = set(source) - {"x", "y", "ra", "dec", "frame", "id"}
+        if unknown:
+            raise ConfigError(f"unknown keys {sorted(unknown)} in star {source!r}: give id, "
+                              "x and y (with frame), or ra and dec")
+        frame = source.get("frame") or filter
+        if "id" in source:
+            return int(source["id"])
+        if {"x", "y"} <= set(source):
+            position = (float(source["x"]), float(source["y"]))
+        elif {"ra", "dec"} <= set(source):
+            position = _sky_position(out_directory, frame, float(source["ra"]),
+                                     float(source["dec"]))
+    elif (isinstance(source, (tuple, list)) and len(source) == 2
+          and all(isinstance(v, Real) for v in source)):
+        position = (float(source[0]), float(source[1]))
+    if position is None:
+        raise ConfigError(f"a star must be a catalogue ID, (x, y), {{'x', 'y', 'frame'}} or "
+                          f"{{'ra', 'dec'}}; got {source!r}")
+    path = schema.catalog_path(out_directory, frame)
+    if not path.is_file():
+        raise MissingOutputError(f"{path} does not exist (frame {frame!r}): run "
+                                 "Reducer.create_catalogs() first")
+    catalog = Table.read(path)
+    if frame != filter and not catalog.meta.get("night_ids", False):
+        raise ConfigError(f"a position in the {frame} frame cannot name a {filter} star: the "
+                          "cameras were not matched into one night catalogue, so their IDs "
+                          f"differ; give the position in the {filter} frame")
+    from .sky import nearest_source
+    star = nearest_source(catalog, *position, tolerance=tolerance, frame=frame)
+    log.info("%s: the star at (%.1f, %.1f) in the %s frame is ID %d", filter, *position, frame,
+             star)
+    return star
+
+
 class DifferentialPhotometer:
     """Relative light curves from a reduced night (the ``lcs/`` tables of a Reducer).
 
@@ -208,49 +417,84 @@ class DifferentialPhotometer:
         return name
 
     def get_relative_light_curve(self, filter, target, comparisons=None, photometer=None,
-                                 max_comparisons=5):
+                                 max_comparisons=5, tolerance=3.0):
         """The relative light curve of a target.
 
         Parameters
         ----------
         filter : str
             Filter name (as in ``cat/{filter}_catalog.ecsv``).
-        target : int
-            Catalogue ID of the target (1-based, brightest = 1).
-        comparisons : sequence of int, optional
-            Catalogue IDs of the comparison stars; chosen automatically when None
-            (:func:`select_comparisons`).
+        target : int, tuple (x, y), dict or SkyCoord
+            The target: its catalogue ID (1-based, brightest = 1; with several cameras the
+            night-wide ID, the same in every camera), its ``(x, y)`` (px) in this filter's
+            reference frame, ``{"x": ..., "y": ..., "frame": "g"}`` in another camera's frame,
+            or RA/Dec when the stacks carry a WCS (see :func:`source_id`).
+        comparisons : sequence, optional
+            The comparison stars, each given like ``target``; chosen automatically when None
+            (:func:`select_comparisons`). Stars chosen by hand are checked
+            (:func:`check_comparisons`): each unsuitable one gets a :class:`ComparisonWarning`
+            (also logged) that names it and the reason.
         photometer : str, optional
             Photometer table to use.
         max_comparisons : int
             Limit for the automatic choice.
+        tolerance : float
+            Largest distance (px) between a position and its star.
 
         Returns
         -------
         astropy.table.Table
-            Columns: the time (``bjd_tdb`` or ``mjd_utc``, mid-exposure), ``relative_flux``,
-            ``relative_flux_err``, ``delta_mag``, ``delta_mag_err``, ``flags``, ``frame``;
-            metadata: filter, target, comparisons, weights, photometer, time scale.
+            Columns: the time (``bjd_tdb`` or ``mjd_utc``, mid-exposure, a ``Time``;
+            ``mjd_utc`` carries the site as ``location`` when it is known, ``bjd_tdb`` is
+            barycentric), ``relative_flux``, ``relative_flux_err``
+            (dimensionless), ``delta_mag``, ``delta_mag_err`` (mag), ``flags``, ``frame``;
+            metadata: filter, target (ID), comparisons (IDs), weights, photometer, time scale,
+            ``comparison_warnings``. The written ECSV reads back with
+            ``TimeSeries.read(path, format="ascii.ecsv", time_column=...)``.
+
+        Raises
+        ------
+        ConfigError
+            The target among its comparisons, an ID beyond the catalogue, or no usable
+            comparison (a ``ValueError``); a position or RA/Dec that cannot be used (see
+            :func:`source_id`, which also raises ``ReductionError`` when no star is near).
         """
+        target = source_id(self.out_directory, filter, target, tolerance)
+        if comparisons is not None:
+            comparisons = [source_id(self.out_directory, filter, c, tolerance)
+                           for c in comparisons]
         table = self.load(filter, photometer)
         flux = np.asarray(table["flux"], dtype=float)
         flux_err = np.asarray(table["flux_err"], dtype=float)
         flags = np.asarray(table["flags"], dtype=np.int32) | np.asarray(
             table["frame_flags"], dtype=np.int32)[:, None]
-        if comparisons is None:
-            comp_index = select_comparisons(flux, flux_err, flags, target - 1, max_comparisons)
-        else:
-            comp_index = [int(c) - 1 for c in comparisons]
-        rel, rel_err, rel_flags, weights = relative_flux(flux, flux_err, flags, target - 1,
-                                                         comp_index)
+        try:
+            if comparisons is None:
+                comp_index = select_comparisons(flux, flux_err, flags, target - 1,
+                                                max_comparisons)
+            else:
+                comp_index = [int(c) - 1 for c in comparisons]
+            rel, rel_err, rel_flags, weights = relative_flux(flux, flux_err, flags, target - 1,
+                                                             comp_index)
+        except ValueError as exc:
+            raise ConfigError(f"{filter}, target {target}: {exc}") from exc
+        notes = {}
+        if comparisons is not None:
+            for index, reasons in check_comparisons(flux, flux_err, flags, target - 1,
+                                                    comp_index).items():
+                notes[index + 1] = "; ".join(reasons)
+                message = (f"{filter}: comparison star {index + 1} of target {target} looks "
+                           f"unsuitable: {notes[index + 1]}")
+                log.warning(message)
+                warnings.warn(message, ComparisonWarning, stacklevel=2)
         tcol = time_column(table)
         out = Table()
         out[tcol] = table[tcol]
-        out["relative_flux"] = rel
-        out["relative_flux_err"] = rel_err
+        out["relative_flux"] = rel * u.dimensionless_unscaled
+        out["relative_flux_err"] = rel_err * u.dimensionless_unscaled
         with np.errstate(invalid="ignore", divide="ignore"):
-            out["delta_mag"] = -2.5 * np.log10(rel)
-            out["delta_mag_err"] = 2.5 / np.log(10) * rel_err / rel
+            out["delta_mag"] = -2.5 * np.log10(rel) * u.mag
+            out["delta_mag_err"] = 2.5 / np.log(10) * rel_err / rel * u.mag
         out["flags"] = rel_flags
         out["frame"] = table["frame"]
         name = table.meta.get("PHOTNAME", photometer or self.photometer)
@@ -260,6 +504,7 @@ class DifferentialPhotometer:
             "weights": [float(w) for w in weights],
             "photometer": name, "time_scale": tcol,
             "normalisation": "median of unflagged frames = 1",
+            "comparison_warnings": {int(k): v for k, v in notes.items()},
         })
         if self.save:
             from .plots.reduction import plot_relative_light_curve

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 import platform
 import tempfile
+import warnings
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import QTable, Table
 from astropy.time import Time
 
 from ._version import __version__
@@ -58,7 +59,11 @@ def atomic_path(path):
 def write_table(table, path):
     """Write an astropy Table atomically (format from the suffix: .ecsv or .fits).
 
-    ``Time`` columns are stored as two doubles (jd1, jd2), so no precision is lost.
+    ``Time`` columns are stored as two doubles (jd1, jd2), so no precision is lost, with their
+    ``location``. Column units are kept: ECSV ``unit``; in FITS, ``TUNITn`` for the units FITS
+    knows (``pix``, ``s``, ``deg``, ``adu``, ``mag``), and for the others (``electron``) the
+    table is written as a ``QTable``, whose units astropy keeps in the header's
+    serialized-columns block, so ``QTable.read`` (and ``Table.read``) get them back.
     """
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -66,7 +71,9 @@ def write_table(table, path):
             table.write(tmp, format="ascii.ecsv", overwrite=True,
                         serialize_method={Time: "jd1_jd2"})
         else:
-            table.write(tmp, format="fits", overwrite=True)
+            with warnings.catch_warnings():  # the non-FITS units go to the serialized block
+                warnings.filterwarnings("ignore", message=".*native FITS format.*")
+                QTable(table).write(tmp, format="fits", overwrite=True)
 
 
 def write_text(text, path):

@@ -347,6 +347,7 @@ class Reducer:
             candidates = [index]
         else:
             candidates = list(range(len(infos)))
+        failures = []
         for start in range(0, len(candidates), REFERENCE_CANDIDATES):
             chunk = candidates[start:start + REFERENCE_CANDIDATES]
             items = [FrameItem(infos[i].path, infos[i], i) for i in chunk]
@@ -355,8 +356,15 @@ class Reducer:
             best = choose_reference(rows)
             if best is not None:
                 return chunk[best], rows[best]
+            failures += [r for r in rows if isinstance(r, FrameFailure)]
+        # the frames' own errors (e.g. a user's background raising) explain the failure
+        self._reject(failures)
+        self._write_rejected()
+        cause = (f"; {len(failures)} of {len(candidates)} frames failed, first at "
+                 f"{failures[0].stage}: {failures[0].reason} (all in "
+                 f"{schema.REJECTED_TABLE})" if failures else "")
         raise ReductionError(f"no {name} frame has 3 or more detectable stars to serve as "
-                             "the reference")
+                             f"the reference{cause}")
 
     # ------------------------------------------------------------------ stage 3: photometry
     def photometry(self, *photometers, choose_aperture=False):
@@ -415,7 +423,13 @@ class Reducer:
             rows, timings, _ = self.pool.map(photometry_frame, items, context,
                                              desc=f"photometry {name}")
             self._log_timings(f"photometry pass {name}", timings)
-            self._reject([r for r in rows if isinstance(r, FrameFailure)])
+            failures = [r for r in rows if isinstance(r, FrameFailure)]
+            self._reject(failures)
+            if rows and len(failures) == len(rows):  # e.g. a user's photometer raising
+                self._write_rejected()
+                raise ReductionError(f"no {name} frame could be measured; first at "
+                                     f"{failures[0].stage}: {failures[0].reason} (all in "
+                                     f"{schema.REJECTED_TABLE})")
             times, time_name = frame_times(infos, s.site, s.target)
             frame_flags = not_aligned | frame_time_flags(infos, acquisition_order(infos))
             written, extra = photometers, {}

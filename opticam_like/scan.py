@@ -19,6 +19,7 @@ import re
 import stat
 
 import numpy as np
+from astropy import units as u
 from astropy.table import Table
 from astropy.time import Time
 
@@ -154,7 +155,8 @@ class ScanResult:
         return list(self.groups)
 
     def frame_table(self):
-        """All accepted frames as an astropy Table (one row per frame)."""
+        """All accepted frames as an astropy Table (one row per frame): ``exposure`` (s),
+        ``gain`` (electron / adu) and ``mjd_mid`` (d, UTC) carry their units."""
         rows = [info for infos in self.groups.values() for info in infos]
         table = Table()
         table["file"] = [Path(i.path).name for i in rows]
@@ -166,6 +168,8 @@ class ScanResult:
         table["gain"] = [i.gain for i in rows]
         table["mjd_mid"] = Time([i.time for i in rows]).mjd if rows else []
         table["time_keyword"] = [i.time_keyword for i in rows]
+        table["exposure"].unit, table["gain"].unit = u.s, u.electron / u.adu
+        table["mjd_mid"].unit = u.day
         return table
 
 

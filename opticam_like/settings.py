@@ -22,7 +22,7 @@ import types
 
 from .background import DefaultBackground, PhotutilsBackground, SExtractorExactBackground
 from .config import dump_config, load_config, photometers_from_config, validate_config
-from .detection import DefaultFinder
+from .detection import DefaultFinder, check_finder
 from .errors import ConfigError
 from .instruments import InstrumentProfile, load_profile, profile_from_mapping
 
@@ -273,6 +273,12 @@ class Settings:
         for name in ("background", "finder", "catalog_finder"):
             if not callable(getattr(self, name)):
                 fail(name, f"must be callable, got {getattr(self, name)!r}")
+        for name in ("finder", "catalog_finder"):
+            if not isinstance(getattr(self, name), DefaultFinder):
+                try:
+                    check_finder(getattr(self, name), name)
+                except TypeError as exc:
+                    raise ConfigError(f"{where}: {exc}") from exc
         names = [p.name for p in self.photometers]
         if len(set(names)) != len(names):
             fail("photometry", f"photometer names must differ, got {names}")

@@ -18,9 +18,11 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from .alignment import AlignmentError, Transform, find_transform
+from .catalog import CATALOG_UNITS, set_units
 from .errors import ReductionError
 
-__all__ = ["NightCatalog", "match_catalogs", "camera_transform", "number_stars"]
+__all__ = ["NightCatalog", "match_catalogs", "camera_transform", "number_stars",
+           "nearest_source"]
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,7 @@ class NightCatalog:
         out["detected"] = detected
         out["inside"] = np.asarray(table[f"in_{band}"], dtype=bool)
         out["camera_id"] = cam_id
+        set_units(out, CATALOG_UNITS)
         out.meta.update({k: v for k, v in (own.meta.items() if own is not None else ())})
         out.meta["night_reference_band"] = self.reference
         return out
@@ -228,14 +231,42 @@ class NightCatalog:
             If no star lies within ``tolerance``.
         """
         band = self.reference if band is None else band
-        cat = self.camera_catalog(band)
-        cat = cat[cat["inside"]]
-        distance = np.hypot(np.asarray(cat["x"]) - x, np.asarray(cat["y"]) - y)
-        if len(distance) == 0 or distance.min() > tolerance:
-            nearest = f"; nearest at {distance.min():.1f} px" if len(distance) else ""
-            raise ReductionError(f"no star within {tolerance} px of ({x}, {y}) in the {band} "
-                                 f"frame{nearest}")
-        return int(cat["id"][int(np.argmin(distance))])
+        return nearest_source(self.camera_catalog(band), x, y, tolerance, frame=band)
+
+
+def nearest_source(catalog, x, y, tolerance=3.0, frame=None):
+    """ID of the catalogue star nearest to ``(x, y)``.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table
+        A camera's catalogue: ``id``, ``x``, ``y`` (px) and, for night catalogues, ``inside``
+        (only the stars inside the camera's frame are candidates).
+    x, y : float
+        Position (px, 0-based) in the catalogue's reference frame.
+    tolerance : float
+        Largest distance (px) accepted.
+    frame : str, optional
+        Name of the frame, for the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ReductionError
+        If no star lies within ``tolerance`` (the message gives the nearest distance).
+    """
+    if "inside" in catalog.colnames:
+        catalog = catalog[np.asarray(catalog["inside"], dtype=bool)]
+    distance = np.hypot(np.asarray(catalog["x"], dtype=float) - x,
+                        np.asarray(catalog["y"], dtype=float) - y)
+    if len(distance) == 0 or distance.min() > tolerance:
+        nearest = f"; nearest at {distance.min():.1f} px" if len(distance) else ""
+        where = f" in the {frame} frame" if frame else ""
+        raise ReductionError(f"no star within {tolerance} px of ({x}, {y}){where}{nearest}")
+    return int(catalog["id"][int(np.argmin(distance))])
 
 
 def match_catalogs(catalogs, shapes, reference=None, tolerance=2.0):
@@ -306,10 +337,10 @@ def match_catalogs(catalogs, shapes, reference=None, tolerance=2.0):
                 cam_id[row] = int(cat["id"][j]) if "id" in cat.colnames else j + 1
                 flux[row] = float(cat["flux"][j])
         ny, nx = shapes[band]
-        table[f"x_{band}"] = x
-        table[f"y_{band}"] = y
+        table[f"x_{band}"] = x * CATALOG_UNITS["x"]
+        table[f"y_{band}"] = y * CATALOG_UNITS["y"]
         table[f"id_{band}"] = cam_id
-        table[f"flux_{band}"] = flux
+        table[f"flux_{band}"] = flux * CATALOG_UNITS["flux"]
         table[f"in_{band}"] = (x >= -0.5) & (x <= nx - 0.5) & (y >= -0.5) & (y <= ny - 0.5)
     table.meta["reference_band"] = reference
     table.meta["transforms"] = {b: t.matrix.tolist() for b, t in transforms.items()}

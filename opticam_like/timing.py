@@ -537,7 +537,9 @@ def frame_times(infos, site=None, target=None):
     Returns
     -------
     times : `~astropy.time.Time`, shape ``(n,)``
-        BJD (format ``jd``, scale TDB) or MJD (UTC).
+        BJD (format ``jd``, scale TDB; referred to the barycentre, so without a
+        ``location``: astropy's FITS writer calls a topocentric location incompatible with
+        TDB) or MJD (UTC, with the site as ``location`` when it is known).
     name : {'bjd_tdb', 'mjd_utc'}
         The time column's name (:data:`opticam_like.schema.TIME_COLUMNS`).
     """
@@ -553,8 +555,7 @@ def frame_times(infos, site=None, target=None):
     if location is None or ra is None or dec is None:
         log.info("no %s: times are mid-exposure MJD_UTC",
                  "site" if location is None else "target RA/Dec")
-        utc.format = "mjd"
-        return utc, "mjd_utc"
+        return Time(utc, format="mjd", location=location), "mjd_utc"
     bjd = barycentric_times(utc, ra, dec, location)
     return Time(bjd.jd1, bjd.jd2, format="jd", scale="tdb"), "bjd_tdb"
 

@@ -1,8 +1,7 @@
 """Assemble the per-frame photometry of one filter and photometer into a table."""
 
-import json
-
 import numpy as np
+from astropy import units as u
 from astropy.table import Table
 
 from ..flags import PhotFlag
@@ -13,6 +12,16 @@ VECTOR_COLUMNS = ("flux", "flux_err", "background", "area", "flags")
 PSF_COLUMNS = {"fwhm_major": "fwhm_major", "fwhm_minor": "fwhm_minor", "psf_theta": "theta",
                "psf_beta": "beta"}
 """Per-frame columns of the fitted PSF and the attribute of the profile they come from."""
+
+ELECTRON_PER_PIXEL = u.electron / u.pix**2
+"""Unit of sky levels: electrons per pixel (a pixel's area is ``pix2``)."""
+
+UNITS = {"exposure": u.s, "fwhm": u.pix, "fwhm_major": u.pix, "fwhm_minor": u.pix,
+         "psf_theta": u.rad, "psf_beta": u.dimensionless_unscaled, "aperture_radius": u.pix,
+         "background_median": ELECTRON_PER_PIXEL, "x": u.pix, "y": u.pix, "flux": u.electron,
+         "flux_err": u.electron, "background": ELECTRON_PER_PIXEL, "area": u.pix**2}
+"""Units of the columns of a photometry table (the others, ``frame``, ``file``, the flags and
+the time, have none)."""
 
 
 def photometry_table(name, files, times, time_name, exposures, rows, frame_flags, n_sources):
@@ -45,8 +54,12 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
         fitted PSF's axes), ``fwhm_major``, ``fwhm_minor``, ``psf_theta`` (radians from +x),
         ``psf_beta`` (NaN where the PSF could not be fitted), ``aperture_radius``,
         ``background_median``, ``frame_flags`` and per-source vectors of length ``n_sources``:
-        ``x``, ``y``, ``flux``, ``flux_err``, ``background``, ``area``, ``flags``. FITS
-        cannot carry the electron unit, so the units are in ``meta['UNITS']`` (JSON).
+        ``x``, ``y``, ``flux``, ``flux_err``, ``background``, ``area``, ``flags``. Every
+        measured column has its unit (:data:`UNITS`: ``pix``, ``s``, ``rad``, ``electron``,
+        ``electron / pix2``, ``pix2``), so ``QTable.read`` of the written file gives
+        Quantities; the time column keeps the ``location`` of ``times``. (FITS has no
+        electron unit: :func:`~opticam_like.outputs.write_table` writes the table as a
+        ``QTable``, whose units astropy keeps in the header's serialized-columns block.)
     """
     n_frames = len(files)
     vectors = {c: np.full((n_frames, n_sources), np.nan) for c in VECTOR_COLUMNS}
@@ -89,10 +102,7 @@ def photometry_table(name, files, times, time_name, exposures, rows, frame_flags
     table["x"], table["y"] = x, y
     for column in VECTOR_COLUMNS:
         table[column] = vectors[column]
-    units = {"flux": "electron", "flux_err": "electron", "background": "electron / pix",
-             "x": "pix", "y": "pix", "fwhm": "pix", "aperture_radius": "pix",
-             "fwhm_major": "pix", "fwhm_minor": "pix", "psf_theta": "rad",
-             "exposure": "s", "area": "pix", "background_median": "electron / pix"}
-    table.meta["UNITS"] = json.dumps(units)
+    for column, unit in UNITS.items():
+        table[column].unit = unit
     table.meta["NOISE"] = ",".join(sorted(m for m in noise_methods if m))
     return table
