@@ -28,12 +28,14 @@ from astropy.time import Time
 
 from . import schema
 from ._version import __version__
+from .cache import CACHE_DIRECTORY, ResultCache
 from .calibration import CalibrationSet
 from .calibration.defects import build_defect_maps
 from .catalog import (catalog_from_stack, choose_reference, guide_stars,
                       transforms_from_table, transforms_table)
 from .errors import ConfigError, ReductionError
 from .flags import PhotFlag
+from .lock import OutputLock
 from .outputs import (RunLog, rejected_table, software_versions, write_json, write_stack,
                       write_table, write_text)
 from .parallel import FrameFailure, WorkerPool
@@ -118,6 +120,11 @@ class Reducer:
         Start method of the worker processes (default: Python's). User callables (even
         lambdas and functions defined in a notebook) are sent to the workers by value
         (cloudpickle) under every start method.
+    fresh : bool
+        Ignore the per-frame results cached in ``out_directory/cache`` by earlier runs
+        (:mod:`opticam_like.cache`) and compute every frame again. By default a run computes
+        only the frames whose result for the same frame content and settings is not cached,
+        so a re-run after a crash resumes where it stopped.
 
     Attributes
     ----------
@@ -136,7 +143,8 @@ class Reducer:
         Invalid configuration or instrument (the message names the file and keyword).
     ReductionError
         A missing data directory or an output directory inside the data; later, from the
-        first stage: no frames or frames of mixed binning.
+        first stage: no frames or frames of mixed binning, or another run (another process)
+        writing into the output directory (:mod:`opticam_like.lock`).
     """
 
     def __init__(self, out_directory, data_directory=None, c1_directory=None,
@@ -145,7 +153,7 @@ class Reducer:
                  calibration=None, bias=None, dark=None, flat=None, remove_cosmic_rays=None,
                  site=None, target=None, reference_frame=None, alignment=None, recentre=None,
                  max_sources=None, config=None, progress=None, start_method=None,
-                 find_defects=None):
+                 find_defects=None, fresh=False):
         self.out_directory = Path(out_directory)
         given = [str(d) for d in (data_directory, c1_directory, c2_directory, c3_directory)
                  if d is not None]
@@ -174,8 +182,10 @@ class Reducer:
         self.transforms = {}
         self.default_photometer = None
         self._carried = {}  # per filter and frame: (cosmic-ray pixels, compact background)
+        self._cache = ResultCache(self.out_directory / CACHE_DIRECTORY, fresh=fresh)
+        self._locks = []
         self._log = RunLog(self.out_directory / schema.LOG_FILE)
-        self._finalizer = weakref.finalize(self, self._log.close)
+        self._finalizer = weakref.finalize(self, _end_run, self._log, self._locks)
 
     def _check_paths(self):
         if not self.data_directories:
@@ -242,6 +252,8 @@ class Reducer:
 
     def _scan(self):
         start = time.perf_counter()
+        if not self._locks:
+            self._locks.append(OutputLock(self.out_directory))
         write_text(self.settings.to_toml(), self.out_directory / schema.CONFIG_ECHO)
         log.info("opticam_like %s: reducing %s into %s", __version__,
                  ", ".join(map(str, self.data_directories)), self.out_directory)
@@ -298,9 +310,9 @@ class Reducer:
             context = replace(context, reference_xy=ref_row.xy,
                               reference_shape=infos[ref_index].shape)
             items = [FrameItem(i.path, i, n) for n, i in enumerate(infos)]
-            rows, timings, stack = self.pool.map(
-                catalog_frame, items, context, desc=f"catalogue {name}",
-                accumulator=StackFactory(infos[ref_index].shape, len(infos)))
+            rows, timings, stack = self._cache.map(
+                self.pool, "catalogue", name, catalog_frame, items, context,
+                desc=f"catalogue {name}", stack=StackFactory(infos[ref_index].shape, len(infos)))
             self._log_timings(f"catalogue pass {name}", timings)
             self._carried[name] = [(getattr(r, "cosmic_rays", None),
                                     getattr(r, "background", None),
@@ -402,8 +414,8 @@ class Reducer:
                                float(transforms["fwhm"][n]), int(not_aligned[n]),
                                *carried[n])
                      for n, i in enumerate(infos)]
-            rows, timings, _ = self.pool.map(photometry_frame, items, context,
-                                             desc=f"photometry {name}")
+            rows, timings, _ = self._cache.map(self.pool, "photometry", name, photometry_frame,
+                                               items, context, desc=f"photometry {name}")
             self._log_timings(f"photometry pass {name}", timings)
             self._reject([r for r in rows if isinstance(r, FrameFailure)])
             times, time_name = frame_times(infos, s.site, s.target)
@@ -461,7 +473,8 @@ class Reducer:
         log.info("%s: %.2f s of work (%s)", what, sum(timings.values()), detail)
 
     def close(self):
-        """Shut down the worker processes and detach the run's log file."""
+        """Shut down the worker processes, detach the run's log file and release the output
+        directory's lock."""
         self.pool.close()
         self._finalizer()
 
@@ -472,6 +485,10 @@ class Reducer:
         self.close()
 
 
+def _end_run(run_log, locks):
+    run_log.close()
+    while locks:
+        locks.pop().release()
 
 
 def _mesh_pixels(background):
