@@ -31,7 +31,9 @@ rays and trails (:func:`restack_frame`: read, calibrate, add; no detection, trai
 alignment), so the stack is that of an uninterrupted run with memory bounded as before.
 """
 
+import copy
 from dataclasses import dataclass, fields, is_dataclass, replace
+import functools
 import hashlib
 import logging
 import math
@@ -95,7 +97,8 @@ def fingerprint(obj):
     Arrays by dtype, shape and bytes; floats exactly; dicts and sets in sorted order;
     dataclasses and plain objects by class and attributes; importable functions and classes
     by module and name; lambdas, closures and ``__main__`` objects by their cloudpickle bytes.
-    Anything whose value cannot be told (no attributes, not picklable) digests its ``repr``,
+    Values of ``functools.cached_property`` attributes are left out (computed on demand, they
+    add nothing to the value). Anything whose value cannot be told (no attributes, not picklable) digests its ``repr``,
     which at worst makes the cache miss; it never makes two different values equal.
 
     Parameters
@@ -191,7 +194,9 @@ def _feed_object(digest, obj, active, tag):
     if is_dataclass(obj):
         state = {f.name: getattr(obj, f.name) for f in fields(obj)}
     else:
-        state = dict(getattr(obj, "__dict__", {}))
+        lazy = {name for klass in cls.__mro__ for name, value in vars(klass).items()
+                if isinstance(value, functools.cached_property)}
+        state = {k: v for k, v in getattr(obj, "__dict__", {}).items() if k not in lazy}
         for name in getattr(cls, "__slots__", ()):
             if hasattr(obj, name):
                 state[name] = getattr(obj, name)
@@ -202,6 +207,22 @@ def _feed_object(digest, obj, active, tag):
         digest.update(cloudpickle.dumps(obj))
     except Exception:
         tag(repr(obj))
+
+
+MASTER_FIELDS = ("bias", "dark", "flat", "defects")
+"""Fields of a CalibrationSet naming files (by ``(camera, binning)``)."""
+
+
+def _by_content(context):
+    """The context with its calibration's master and defect-map files named by content
+    (:func:`frame_key`) instead of path: a master rebuilt at the same path is a new master,
+    and a moved output directory keeps its cache."""
+    calibration = getattr(context, "calibration", None)
+    if calibration is None:
+        return context
+    files = {name: {key: frame_key(path) for key, path in getattr(calibration, name).items()}
+             for name in MASTER_FIELDS if isinstance(getattr(calibration, name, None), dict)}
+    return replace(context, calibration=replace(calibration, **files))
 
 
 @dataclass(frozen=True)
@@ -245,7 +266,10 @@ class _Keyed:
 
 
 class _CachingFunction:
-    """``func`` that also writes each result (not failures) to ``directory/{key}.pkl``."""
+    """``func`` that also writes each result (not failures) to ``directory/{key}.pkl``.
+
+    A result that cannot be written (a full disk) is still returned: the frame is only not
+    resumable; the run's next output stops it with the error."""
 
     def __init__(self, func, directory):
         self.func = func
@@ -254,7 +278,10 @@ class _CachingFunction:
     def __call__(self, keyed, context, timer, *accumulator):
         result = self.func(keyed.item, context, timer, *accumulator)
         timer.step("cache")
-        _write_atomic(Path(self.directory) / f"{keyed.key}.pkl", cloudpickle.dumps(result))
+        try:
+            _write_atomic(Path(self.directory) / f"{keyed.key}.pkl", cloudpickle.dumps(result))
+        except OSError:
+            pass
         return result
 
 
@@ -266,7 +293,9 @@ def restack_frame(keyed, ctx, timer, stack):
     row = keyed.row
     if row.transform is None:
         return None
-    item = replace(keyed.item, cosmic_rays=row.cosmic_rays, background=row.background)
+    # a copy: the maps the background builds on access stay out of the cached row
+    item = replace(keyed.item, cosmic_rays=row.cosmic_rays,
+                   background=copy.copy(row.background))
     calibrated, _, data = prepare_frame(item, ctx, timer)
     timer.step("stack")
     unusable = (calibrated.pixel_flags & ~np.uint16(PhotFlag.SATURATED)) != 0
@@ -277,13 +306,18 @@ def restack_frame(keyed, ctx, timer, stack):
 
 
 def _write_atomic(path, payload):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    """Write ``payload`` to ``path`` through a temporary file (OSErrors name ``path``)."""
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write the cache file {path.name}: "
+                                 f"{exc.strerror or exc}", str(path)) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -365,7 +399,7 @@ class ResultCache:
         """
         folder = self.directory / pass_name / group
         folder.mkdir(parents=True, exist_ok=True)
-        base = fingerprint((__version__, pass_name, func, context))
+        base = fingerprint((__version__, pass_name, func, _by_content(context)))
         keys = [fingerprint((base, self._frame_key(i.path), i)) for i in items]
         results = [None if self.fresh else _read(folder / f"{k}.pkl") for k in keys]
         missing = [n for n, r in enumerate(results) if r is None]

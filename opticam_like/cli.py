@@ -3,11 +3,13 @@
 Run ``opticam-like COMMAND --help`` for the options of each command; ``--version``, ``-v``
 (INFO messages, ``-vv`` DEBUG) and ``-q`` (errors only) apply to all. Every error of the
 package (:class:`~opticam_like.errors.OpticamLikeError`) is printed as one line and the exit
-status is 2.
+status is 2; an error of the operating system (a read-only or full disk, a missing permission)
+is printed as one line naming the path, with exit status 1 (and its traceback with ``-v``).
 """
 
 import argparse
 import logging
+import traceback
 from pathlib import Path
 import sys
 
@@ -62,6 +64,10 @@ def _add_reduce_options(parser):
                         help="photometer whose table gives the --target light curves (default: "
                              "the config's [light_curve] photometer, else the first of the run)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--fresh", action="store_true",
+                        help="compute every frame again, ignoring the results cached in "
+                             "OUT/cache by earlier runs (default: a re-run computes only "
+                             "what is missing, e.g. after a crash)")
 
 
 def _parser():
@@ -161,7 +167,7 @@ def _reduce(args):
     with Reducer(args.out, data_directory=args.data_dir, instrument=args.instrument,
                  config=args.config, n_workers=args.n_workers, bias=args.bias,
                  dark=args.dark, flat=args.flat, remove_cosmic_rays=args.remove_cosmic_rays,
-                 site=_site(args.site),
+                 site=_site(args.site), fresh=args.fresh,
                  progress=False if args.no_progress else None) as reducer:
         reducer.create_catalogs()
         reducer.photometry()
@@ -237,8 +243,18 @@ def _analyze(args):
         print(path)
 
 
+def _os_error_sentence(exc):
+    """One line for an OSError: what failed and the path."""
+    what = exc.strerror or str(exc)
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return what
+    return f"{what}: {' -> '.join(str(p) for p in paths)}"
+
+
 def main(argv=None):
-    """Entry point of ``opticam-like``; returns the exit status (2 on an error of ours)."""
+    """Entry point of ``opticam-like``; returns the exit status (2 on an error of ours, 1 on
+    an error of the operating system)."""
     args = _parser().parse_args(argv)
     handler, previous_level = _configure_logging(args.verbose, args.quiet)
     try:
@@ -247,6 +263,12 @@ def main(argv=None):
     except OpticamLikeError as exc:
         print(f"opticam-like {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"opticam-like {args.command}: error: {_os_error_sentence(exc)}",
+              file=sys.stderr)
+        return 1
     finally:
         logging.getLogger("opticam_like").removeHandler(handler)
         logging.getLogger("opticam_like").setLevel(previous_level)
