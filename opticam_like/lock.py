@@ -65,8 +65,8 @@ class OutputLock:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot create the lock file of the output directory: "
-                                     f"{exc.strerror}", str(self.path)) from None
+            raise OSError(exc.errno, f"cannot create the output directory or its lock file: "
+                                     f"{exc.strerror}", exc.filename or str(self.path)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
