@@ -41,7 +41,8 @@ from .outputs import (RunLog, rejected_table, software_versions, write_json, wri
 from .parallel import FrameFailure, WorkerPool
 from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
-from .scan import acquisition_order, scan_frames
+from .frames import FrameError, read_header
+from .scan import CALIBRATION_TYPES, acquisition_order, scan_frames
 from .settings import Settings
 from .sky import number_stars
 from .stacking import StackFactory
@@ -418,8 +419,10 @@ class Reducer:
                                                items, context, desc=f"photometry {name}")
             self._log_timings(f"photometry pass {name}", timings)
             self._reject([r for r in rows if isinstance(r, FrameFailure)])
-            times, time_name = frame_times(infos, s.site, s.target)
             frame_flags = not_aligned | frame_time_flags(infos, acquisition_order(infos))
+            infos, rows, frame_flags = _with_rejected(infos, rows, frame_flags,
+                                                      self._scan_rejected(name))
+            times, time_name = frame_times(infos, s.site, s.target)
             for photometer in photometers:
                 table = photometry_table(photometer.name, [Path(i.path).name for i in infos],
                                          times, time_name, [i.exposure for i in infos], rows,
@@ -430,6 +433,23 @@ class Reducer:
                 tables[(name, photometer.name)] = table
         self._write_rejected()
         return tables
+
+    def _scan_rejected(self, name):
+        """Frames of group ``name`` that the scan rejected but whose header reads (e.g. an
+        odd image shape), with their failures: they keep ``FRAME_REJECTED`` rows. Frames
+        without a readable filter and time cannot be placed in a table."""
+        found = []
+        for failure in self.rejected:
+            if failure.stage != "scan":
+                continue
+            try:
+                info = read_header(failure.path, self.profile)
+            except (FrameError, OSError):
+                continue
+            science = info.image_type.strip().lower() not in CALIBRATION_TYPES
+            if science and name in (info.filter, f"{info.filter}-{info.camera}"):
+                found.append((info, failure))
+        return found
 
     def _table_meta(self, name, photometer):
         return {"FILTER": name, "INSTRUME": self.profile.name, "PHOTNAME": photometer.name,
@@ -483,6 +503,17 @@ class Reducer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _with_rejected(infos, rows, frame_flags, rejected):
+    """Frames, rows and frame flags with the ``(FrameInfo, FrameFailure)`` pairs of
+    ``rejected`` inserted in time order."""
+    if not rejected:
+        return infos, rows, frame_flags
+    entries = list(zip(infos, rows, frame_flags)) + [(i, f, 0) for i, f in rejected]
+    entries.sort(key=lambda e: (e[0].time.jd1, e[0].time.jd2, e[0].path))
+    infos, rows, flags = zip(*entries)
+    return list(infos), list(rows), np.array(flags, dtype=np.int32)
 
 
 def _end_run(run_log, locks):
