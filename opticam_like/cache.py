@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 CACHE_DIRECTORY = "cache"
 """Folder of the output directory holding the per-frame results (``cache/{pass}/{filter}``)."""
 
+_CONTENT_KEYS = {}  # file status -> frame_key, for this process
+
 HASHED_BYTES = 1 << 20
 """Bytes hashed at each end of a frame's file for its content key."""
 
@@ -265,17 +267,28 @@ class _Keyed:
     row: object = None
 
 
+class _Discard:
+    """An accumulator that keeps nothing (frames beyond the stacked ones)."""
+
+    def add_frame(self, *args, **kwargs):
+        """Ignore the frame."""
+
+
 class _CachingFunction:
     """``func`` that also writes each result (not failures) to ``directory/{key}.pkl``.
 
     A result that cannot be written (a full disk) is still returned: the frame is only not
     resumable; the run's next output stops it with the error."""
 
-    def __init__(self, func, directory):
+    def __init__(self, func, directory, stack_frames=None):
         self.func = func
         self.directory = directory
+        self.stack_frames = stack_frames
 
     def __call__(self, keyed, context, timer, *accumulator):
+        if accumulator and self.stack_frames is not None \
+                and keyed.item.index >= self.stack_frames:
+            accumulator = (_Discard(),)
         result = self.func(keyed.item, context, timer, *accumulator)
         timer.step("cache")
         try:
@@ -353,17 +366,19 @@ class ResultCache:
         self.directory = Path(directory)
         self.fresh = bool(fresh)
         self.stats = {}
-        self._content = {}
 
-    def _frame_key(self, path):
-        """:func:`frame_key`, hashed once per run for a file whose status is unchanged."""
+    @staticmethod
+    def _frame_key(path):
+        """:func:`frame_key`, hashed once per process for a file whose status (inode, size,
+        modification and change times) is unchanged (a follower re-runs every few seconds)."""
         stat = os.stat(path)
         status = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-        if status not in self._content:
-            self._content[status] = frame_key(path)
-        return self._content[status]
+        if status not in _CONTENT_KEYS:
+            _CONTENT_KEYS[status] = frame_key(path)
+        return _CONTENT_KEYS[status]
 
-    def map(self, pool, pass_name, group, func, items, context, desc=None, stack=None):
+    def map(self, pool, pass_name, group, func, items, context, desc=None, stack=None,
+            stack_frames=None):
         """``pool.map(func, items, context)`` computing only the items without a cached result.
 
         Parameters
@@ -382,6 +397,9 @@ class ResultCache:
         stack : StackFactory, optional
             Accumulator factory of the catalogue pass (``func`` then takes it as a fourth
             argument); the pass's stack is then returned as a :class:`FinishedStack`.
+        stack_frames : int, optional
+            Stack only the items of ``index < stack_frames`` (the factory must be made for
+            that many frames); default all.
 
         Returns
         -------
@@ -406,18 +424,21 @@ class ResultCache:
         self.stats[(pass_name, group)] = (len(items) - len(missing), len(missing))
         log.info("%s pass %s: %d of %d frames from the cache, %d to compute", pass_name, group,
                  len(items) - len(missing), len(items), len(missing))
-        stack_file = folder / f"stack_{fingerprint((base, keys))}.pkl"
+        stacked = [k for i, k in zip(items, keys)
+                   if stack_frames is None or i.index < stack_frames]
+        stack_file = folder / f"stack_{fingerprint((base, stacked))}.pkl"
         finished = None if stack is None or missing or self.fresh else _read(stack_file)
         todo = [_Keyed(items[n].path, items[n], keys[n]) for n in missing]
-        computed, timings, partial = pool.map(_CachingFunction(func, folder), todo, context,
-                                              desc=desc, accumulator=stack)
+        computed, timings, partial = pool.map(_CachingFunction(func, folder, stack_frames),
+                                              todo, context, desc=desc, accumulator=stack)
         for n, result in zip(missing, computed):
             results[n] = result
         if stack is not None and finished is None:
             computed_now = set(missing)
             again = [_Keyed(items[n].path, items[n], keys[n], results[n])
                      for n in range(len(items)) if n not in computed_now
-                     and not isinstance(results[n], FrameFailure)]
+                     and not isinstance(results[n], FrameFailure)
+                     and (stack_frames is None or items[n].index < stack_frames)]
             if again:
                 _, restack_timings, restacked = pool.map(restack_frame, again, context,
                                                          desc=f"{desc} (restack)",

@@ -126,6 +126,11 @@ class Reducer:
         (:mod:`opticam_like.cache`) and compute every frame again. By default a run computes
         only the frames whose result for the same frame content and settings is not cached,
         so a re-run after a crash resumes where it stopped.
+    catalog_frames : int, optional
+        Build each filter's catalogue from the stack of its first ``catalog_frames`` frames
+        only, the reference frame chosen among them and the defect maps found in them
+        (every frame is still aligned and measured); default all. These then stay the same
+        as frames are added to the night (:mod:`opticam_like.follow`).
 
     Attributes
     ----------
@@ -154,7 +159,7 @@ class Reducer:
                  calibration=None, bias=None, dark=None, flat=None, remove_cosmic_rays=None,
                  site=None, target=None, reference_frame=None, alignment=None, recentre=None,
                  max_sources=None, config=None, progress=None, start_method=None,
-                 find_defects=None, fresh=False):
+                 find_defects=None, fresh=False, catalog_frames=None):
         self.out_directory = Path(out_directory)
         given = [str(d) for d in (data_directory, c1_directory, c2_directory, c3_directory)
                  if d is not None]
@@ -184,6 +189,9 @@ class Reducer:
         self.default_photometer = None
         self._carried = {}  # per filter and frame: (cosmic-ray pixels, compact background)
         self._cache = ResultCache(self.out_directory / CACHE_DIRECTORY, fresh=fresh)
+        if catalog_frames is not None and int(catalog_frames) < 1:
+            raise ConfigError(f"catalog_frames must be >= 1, got {catalog_frames}")
+        self.catalog_frames = None if catalog_frames is None else int(catalog_frames)
         self._locks = []
         self._log = RunLog(self.out_directory / schema.LOG_FILE)
         self._finalizer = weakref.finalize(self, _end_run, self._log, self._locks)
@@ -200,6 +208,12 @@ class Reducer:
             if out == data or data in out.parents:
                 raise ReductionError(f"out_directory {self.out_directory} is inside the data "
                                      f"directory {data}; nothing may be written there")
+
+    @property
+    def cache(self):
+        """The run's :class:`~opticam_like.cache.ResultCache` (``stats``: frames taken from
+        the cache and computed, per pass and filter)."""
+        return self._cache
 
     @property
     def profile(self):
@@ -227,7 +241,8 @@ class Reducer:
         s = self.settings
         if not s.find_defects or self._defects_done:
             return
-        infos = [info for group in self.groups.values() for info in group]
+        infos = [info for group in self.groups.values()
+                 for info in group[:self.catalog_frames]]
         context = PassContext(profile=s.profile, calibration=self.calibration,
                               background=s.background)
         maps, failures = build_defect_maps(infos, context, self.pool,
@@ -311,9 +326,11 @@ class Reducer:
             context = replace(context, reference_xy=ref_row.xy,
                               reference_shape=infos[ref_index].shape)
             items = [FrameItem(i.path, i, n) for n, i in enumerate(infos)]
+            n_stack = min(self.catalog_frames or len(infos), len(infos))
             rows, timings, stack = self._cache.map(
                 self.pool, "catalogue", name, catalog_frame, items, context,
-                desc=f"catalogue {name}", stack=StackFactory(infos[ref_index].shape, len(infos)))
+                desc=f"catalogue {name}", stack=StackFactory(infos[ref_index].shape, n_stack),
+                stack_frames=n_stack)
             self._log_timings(f"catalogue pass {name}", timings)
             self._carried[name] = [(getattr(r, "cosmic_rays", None),
                                     getattr(r, "background", None),
@@ -359,8 +376,9 @@ class Reducer:
             candidates = [index]
         else:
             candidates = list(range(len(infos)))
-        for start in range(0, len(candidates), REFERENCE_CANDIDATES):
-            chunk = candidates[start:start + REFERENCE_CANDIDATES]
+        size = min(REFERENCE_CANDIDATES, self.catalog_frames or REFERENCE_CANDIDATES)
+        for start in range(0, len(candidates), size):
+            chunk = candidates[start:start + size]
             items = [FrameItem(infos[i].path, infos[i], i) for i in chunk]
             rows, _, _ = self.pool.map(detect_frame, items, context,
                                        desc=f"reference {name}")

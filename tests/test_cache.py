@@ -35,7 +35,7 @@ def _reduce(data, out, photometers=(), **options):
                     **options) as reducer:
         reducer.create_catalogs()
         reducer.photometry(*photometers)
-        return dict(reducer._cache.stats)
+        return dict(reducer.cache.stats)
 
 
 def _products(out):

@@ -1,0 +1,64 @@
+"""Live reduction (opticam_like.follow): a generator thread writes a night's frames into a
+directory while the follower runs; each frame is aligned and measured once, and the final
+outputs are byte for byte those of a batch run with the same catalogue frames."""
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+import opticam_like as ol
+from opticam_like.follow import follow
+
+from test_cache import _assert_same_products
+
+N_IMAGES = 14
+N_FIRST = 8
+
+
+@pytest.mark.slow
+def test_follower_reduces_each_new_frame_once(tmp_path):
+    night = tmp_path / "night"
+    ol.generate_observations(night, n_images=N_IMAGES, shape=(128, 128), filters=("g", "r"),
+                             progress=False)
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    steps = [sorted(night.glob(f"C*_*_{k:06d}.fits")) for k in range(N_IMAGES)]
+    assert all(len(step) == 2 for step in steps)
+    written = threading.Event()
+
+    def observe():  # one exposure per camera every 0.25 s, each file written atomically
+        for step in steps:
+            for frame in step:
+                part = watch / (frame.name + ".part")
+                shutil.copy2(frame, part)
+                os.replace(part, watch / frame.name)
+            time.sleep(0.25)
+        written.set()
+
+    stats = []
+    camera = threading.Thread(target=observe)
+    camera.start()
+    out = tmp_path / "live"
+    try:
+        runs = follow(out, watch, catalog_frames=N_FIRST, poll=0.1, stop=written.is_set,
+                      on_run=lambda reducer: stats.append(dict(reducer.cache.stats)),
+                      n_workers=1, progress=False)
+    finally:
+        camera.join()
+    assert runs == len(stats) >= 2
+    for name in ("g", "r"):
+        for kind in ("catalogue", "photometry"):
+            assert sum(s[(kind, name)][1] for s in stats) == N_IMAGES  # each frame once
+        assert stats[-1][("photometry", name)] == (
+            sum(s[("photometry", name)][1] for s in stats[:-1]),
+            stats[-1][("photometry", name)][1])
+    batch = tmp_path / "batch"
+    with ol.Reducer(batch, data_directory=watch, catalog_frames=N_FIRST, n_workers=1,
+                    progress=False) as reducer:
+        reducer.create_catalogs()
+        reducer.photometry()
+        assert set(reducer.cache.stats.values()) == {(0, N_IMAGES)}
+    _assert_same_products(batch, out)
