@@ -3,7 +3,11 @@ directory while the follower runs; each frame is aligned and measured once, and 
 outputs are byte for byte those of a batch run with the same catalogue frames."""
 
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -61,4 +65,39 @@ def test_follower_reduces_each_new_frame_once(tmp_path):
         reducer.create_catalogs()
         reducer.photometry()
         assert set(reducer.cache.stats.values()) == {(0, N_IMAGES)}
+    _assert_same_products(batch, out)
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_consistent_outputs_and_a_rerun_completes(tmp_path):
+    data = tmp_path / "data"
+    ol.generate_observations(data, n_images=10, shape=(128, 128), filters=("g",),
+                             progress=False)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "opticam_like.cli", "reduce", str(data), str(out),
+               "--n-workers", "1", "--no-progress", "--catalog-frames", "5"]
+    live = subprocess.Popen(command + ["--follow", "--poll", "0.2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and live.poll() is None:
+        if len(list((out / "cache" / "photometry").glob("g/*.pkl"))) >= 3:
+            break
+        time.sleep(0.02)
+    live.send_signal(signal.SIGINT)  # in the middle of the first photometry pass
+    stdout, stderr = live.communicate(timeout=60)
+    assert live.returncode == 0, stderr
+    assert "stopped" in stdout and "Traceback" not in stderr
+    assert not list(out.rglob(".*.tmp")) and not list(out.rglob(".*.ecsv"))
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    log = (out / "info.log").read_text().split("reducing")[-1]
+    assert "catalogue pass g: 10 of 10 frames from the cache" in log
+    computed = int(re.search(r"photometry pass g: (\d+) of 10 frames from the cache",
+                             log).group(1))
+    assert 3 <= computed < 10
+    batch = tmp_path / "batch"
+    with ol.Reducer(batch, data_directory=data, catalog_frames=5, n_workers=1,
+                    progress=False) as reducer:
+        reducer.create_catalogs()
+        reducer.photometry()
     _assert_same_products(batch, out)
