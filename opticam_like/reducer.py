@@ -35,13 +35,13 @@ from .catalog import (catalog_from_stack, choose_reference, guide_stars,
                       transforms_from_table, transforms_table)
 from .errors import ConfigError, ReductionError
 from .flags import PhotFlag
+from .frames import FrameError, read_header
 from .lock import OutputLock
 from .outputs import (RunLog, rejected_table, software_versions, write_json, write_stack,
                       write_table, write_text)
 from .parallel import FrameFailure, WorkerPool
 from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
-from .frames import FrameError, read_header
 from .scan import CALIBRATION_TYPES, acquisition_order, scan_frames
 from .settings import Settings
 from .sky import number_stars
