@@ -100,8 +100,9 @@ def fingerprint(obj):
     dataclasses and plain objects by class and attributes; importable functions and classes
     by module and name; lambdas, closures and ``__main__`` objects by their cloudpickle bytes.
     Values of ``functools.cached_property`` attributes are left out (computed on demand, they
-    add nothing to the value). Anything whose value cannot be told (no attributes, not picklable) digests its ``repr``,
-    which at worst makes the cache miss; it never makes two different values equal.
+    add nothing to the value). Anything whose value cannot be told (no attributes, not
+    picklable) digests its ``repr``, which at worst makes the cache miss; it never makes two
+    different values equal.
 
     Parameters
     ----------
