@@ -380,8 +380,8 @@ class Reducer:
         for start in range(0, len(candidates), size):
             chunk = candidates[start:start + size]
             items = [FrameItem(infos[i].path, infos[i], i) for i in chunk]
-            rows, _, _ = self.pool.map(detect_frame, items, context,
-                                       desc=f"reference {name}")
+            rows, _, _ = self._cache.map(self.pool, f"reference{start}", name, detect_frame,
+                                         items, context, desc=f"reference {name}")
             best = choose_reference(rows)
             if best is not None:
                 return chunk[best], rows[best]

@@ -35,7 +35,8 @@ def _reduce(data, out, photometers=(), **options):
                     **options) as reducer:
         reducer.create_catalogs()
         reducer.photometry(*photometers)
-        return dict(reducer.cache.stats)
+        return {k: v for k, v in reducer.cache.stats.items()
+                if k[0] in ("catalogue", "photometry")}
 
 
 def _products(out):
