@@ -70,7 +70,7 @@ def follow(out_directory, data_directory, catalog_frames=10, poll=1.0, stop=None
         light curves or a report).
     **options
         Further :class:`~opticam_like.reducer.Reducer` arguments (``n_workers``,
-        ``instrument``, ``config``...).
+        ``instrument``, ``config``...); ``fresh`` applies to the first run only.
 
     Returns
     -------
@@ -85,13 +85,15 @@ def follow(out_directory, data_directory, catalog_frames=10, poll=1.0, stop=None
     """
     lock = OutputLock(out_directory)
     runs = 0
+    fresh = options.pop("fresh", False)
     try:
         seen = None
         while True:
             stopping = stop is not None and stop()
             listing = _listing([data_directory])
             if listing != seen:
-                if _run(out_directory, data_directory, catalog_frames, on_run, options):
+                if _run(out_directory, data_directory, catalog_frames, on_run,
+                        dict(options, fresh=fresh and runs == 0)):
                     runs += 1
                     seen = listing
             if stopping:

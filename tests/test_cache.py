@@ -190,7 +190,7 @@ def test_fingerprint_is_the_same_in_another_process_and_sees_values():
 # ------------------------------------------------------------------ kill -9 and resume
 def _cli(data, out):
     return [sys.executable, "-m", "opticam_like.cli", "reduce", str(data), str(out),
-            "--n-workers", "1", "--no-progress"]
+            "--n-workers", "2", "--no-progress"]
 
 
 def _last_counts(log_text, pass_name):
