@@ -16,11 +16,14 @@ The key of a frame's result is a BLAKE2b digest of
 * everything the pass's frames share (:class:`~opticam_like.stages.PassContext`: instrument,
   calibration masters and defect maps, background estimator, finder, alignment, reference
   stars; for the photometry pass also the catalogue and the photometers with their
-  parameters), the per-frame function and the package version (:func:`fingerprint`).
+  parameters), the per-frame function and the package's code (a digest of its source files,
+  :func:`code_digest`; see :func:`fingerprint`).
 
 So a changed frame or setting gives new keys and is recomputed: nothing stale is reused, and a
 setting recomputes only the passes whose inputs it changes (a photometer's aperture recomputes
-the photometry pass, not the catalogue pass). Results no longer keyed by the current run are
+the photometry pass, not the catalogue pass). A user callable imported from a module (a custom
+background or finder) is known by its name and attributes, not its code: after editing its code,
+run with ``fresh=True`` (``--fresh``). Results no longer keyed by the current run are
 removed at the end of each pass. A failed frame is never cached (it is tried again).
 
 The catalogue pass also sums the aligned frames into the stack
@@ -51,8 +54,8 @@ from .parallel import FrameFailure
 from .stages import prepare_frame, stacking_transform
 from .trails import trail_mask
 
-__all__ = ["CACHE_DIRECTORY", "ResultCache", "FinishedStack", "frame_key", "fingerprint",
-           "restack_frame"]
+__all__ = ["CACHE_DIRECTORY", "ResultCache", "FinishedStack", "code_digest", "frame_key",
+           "fingerprint", "restack_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,24 @@ def frame_key(path):
         if stat.st_size > HASHED_BYTES:
             handle.seek(max(HASHED_BYTES, stat.st_size - HASHED_BYTES))
             digest.update(handle.read())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest():
+    """Digest of the source files of ``opticam_like`` (and the version): results computed by
+    other code are never reused.
+
+    Returns
+    -------
+    str
+        32 hexadecimal digits (BLAKE2b, 16 bytes).
+    """
+    digest = hashlib.blake2b(__version__.encode(), digest_size=16)
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0")
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -418,7 +439,7 @@ class ResultCache:
         """
         folder = self.directory / pass_name / group
         folder.mkdir(parents=True, exist_ok=True)
-        base = fingerprint((__version__, pass_name, func, _by_content(context)))
+        base = fingerprint((code_digest(), pass_name, func, _by_content(context)))
         keys = [fingerprint((base, self._frame_key(i.path), i)) for i in items]
         results = [None if self.fresh else _read(folder / f"{k}.pkl") for k in keys]
         missing = [n for n, r in enumerate(results) if r is None]

@@ -67,8 +67,8 @@ def _add_reduce_options(parser):
     parser.add_argument("--follow", action="store_true",
                         help="live reduction: build the catalogues from the first "
                              "--catalog-frames frames, then reduce every new frame as it "
-                             "arrives, until Ctrl-C (outputs stay consistent; a re-run "
-                             "completes them)")
+                             "arrives, until Ctrl-C (outputs stay consistent; a re-run with "
+                             "the same --catalog-frames completes them)")
     parser.add_argument("--catalog-frames", type=int, default=None,
                         help="build the catalogues from the first N frames of each filter "
                              "(default: all; 10 with --follow)")

@@ -147,6 +147,18 @@ def test_changed_frame_is_recomputed(data, reference, tmp_path):
     _assert_same_products(fresh, moved)
 
 
+def test_damaged_cache_file_is_recomputed(data, reference, tmp_path, caplog):
+    out, _ = reference
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    victim = sorted((damaged / "cache" / "photometry" / "r").glob("*.pkl"))[2]
+    victim.write_bytes(victim.read_bytes()[:40])
+    stats = _reduce(data, damaged)
+    assert stats[("photometry", "r")] == (N_IMAGES - 1, 1)
+    assert "unreadable" in caplog.text and victim.name in caplog.text
+    _assert_same_products(out, damaged)
+
+
 def test_frame_key_sees_content_size_and_mtime(tmp_path):
     path = tmp_path / "frame.bin"
     path.write_bytes(bytes(3 << 20))
