@@ -3,11 +3,13 @@
 Run ``opticam-like COMMAND --help`` for the options of each command; ``--version``, ``-v``
 (INFO messages, ``-vv`` DEBUG) and ``-q`` (errors only) apply to all. Every error of the
 package (:class:`~opticam_like.errors.OpticamLikeError`) is printed as one line and the exit
-status is 2.
+status is 2; an error of the operating system (a read-only or full disk, a missing permission)
+is printed as one line naming the path, with exit status 1 (and its traceback with ``-v``).
 """
 
 import argparse
 import logging
+import traceback
 from pathlib import Path
 import sys
 
@@ -72,6 +74,20 @@ def _add_reduce_options(parser):
                         help="photometer whose table gives the --target light curves (default: "
                              "the config's [light_curve] photometer, else the first of the run)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--follow", action="store_true",
+                        help="live reduction: build the catalogues from the first "
+                             "--catalog-frames frames, then reduce every new frame as it "
+                             "arrives, until Ctrl-C (outputs stay consistent; a re-run with "
+                             "the same --catalog-frames completes them)")
+    parser.add_argument("--catalog-frames", type=int, default=None,
+                        help="build the catalogues from the first N frames of each filter "
+                             "(default: all; 10 with --follow)")
+    parser.add_argument("--poll", type=float, default=1.0,
+                        help="with --follow: seconds between looks at DATA_DIR (default 1)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="compute every frame again, ignoring the results cached in "
+                             "OUT/cache by earlier runs (default: a re-run computes only "
+                             "what is missing, e.g. after a crash)")
 
 
 def _parser():
@@ -165,26 +181,53 @@ def _site(text):
     return (lon, lat, height)
 
 
-def _reduce(args):
+def _light_curves(args, reducer):
+    """The relative light curves of --target (or the config's), if any."""
     from .lightcurves import DifferentialPhotometer
+    light_curve = reducer.settings.light_curve
+    target = args.target or light_curve.get("target")
+    comparisons = args.comparisons or light_curve.get("comparisons")
+    if target is not None:
+        photometer = (args.photometer or light_curve.get("photometer")
+                      or reducer.default_photometer)
+        print(f"light curves of source {target} from photometer {photometer}")
+        diff = DifferentialPhotometer(args.out, photometer=photometer)
+        for name in reducer.filters:
+            diff.get_relative_light_curve(name, target, comparisons)
+
+
+def _reduce_options(args):
+    return dict(instrument=args.instrument, config=args.config, n_workers=args.n_workers,
+                bias=args.bias, dark=args.dark, flat=args.flat,
+                remove_cosmic_rays=args.remove_cosmic_rays, site=_site(args.site),
+                fresh=args.fresh, progress=False if args.no_progress else None)
+
+
+def _follow(args):
+    from .follow import follow
+    n_first = 10 if args.catalog_frames is None else args.catalog_frames
+    print(f"following {args.data_dir}: catalogues from the first {n_first} frames of each "
+          "filter, then every new frame; Ctrl-C to stop")
+    try:
+        runs = follow(args.out, args.data_dir, catalog_frames=n_first, poll=args.poll,
+                      on_run=lambda reducer: _light_curves(args, reducer),
+                      **_reduce_options(args))
+    except KeyboardInterrupt:
+        print(f"stopped; the outputs in {args.out} are consistent (re-run to complete them)")
+        return
+    print(f"{runs} runs into {args.out}")
+
+
+def _reduce(args):
     from .reducer import Reducer
-    with Reducer(args.out, data_directory=args.data_dir, instrument=args.instrument,
-                 config=args.config, n_workers=args.n_workers, bias=args.bias,
-                 dark=args.dark, flat=args.flat, remove_cosmic_rays=args.remove_cosmic_rays,
-                 site=_site(args.site),
-                 progress=False if args.no_progress else None) as reducer:
+    if args.follow:
+        _follow(args)
+        return
+    with Reducer(args.out, data_directory=args.data_dir, catalog_frames=args.catalog_frames,
+                 **_reduce_options(args)) as reducer:
         reducer.create_catalogs()
         reducer.photometry()
-        light_curve = reducer.settings.light_curve
-        target = args.target or light_curve.get("target")
-        comparisons = args.comparisons or light_curve.get("comparisons")
-        if target is not None:
-            photometer = (args.photometer or light_curve.get("photometer")
-                          or reducer.default_photometer)
-            print(f"light curves of source {target} from photometer {photometer}")
-            diff = DifferentialPhotometer(args.out, photometer=photometer)
-            for name in reducer.filters:
-                diff.get_relative_light_curve(name, target, comparisons)
+        _light_curves(args, reducer)
         n_rejected = len(reducer.rejected)
     print(f"reduced into {args.out}: catalogues in cat/, photometry in lcs/, diagnostics in "
           f"diag/ ({n_rejected} frames listed in diag/rejected_frames.ecsv)")
@@ -247,8 +290,18 @@ def _analyze(args):
         print(path)
 
 
+def _os_error_sentence(exc):
+    """One line for an OSError: what failed and the path."""
+    what = exc.strerror or str(exc)
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths:
+        return what
+    return f"{what}: {' -> '.join(str(p) for p in paths)}"
+
+
 def main(argv=None):
-    """Entry point of ``opticam-like``; returns the exit status (2 on an error of ours)."""
+    """Entry point of ``opticam-like``; returns the exit status (2 on an error of ours, 1 on
+    an error of the operating system)."""
     args = _parser().parse_args(argv)
     handler, previous_level = _configure_logging(args.verbose, args.quiet)
     try:
@@ -257,6 +310,12 @@ def main(argv=None):
     except OpticamLikeError as exc:
         print(f"opticam-like {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"opticam-like {args.command}: error: {_os_error_sentence(exc)}",
+              file=sys.stderr)
+        return 1
     finally:
         logging.getLogger("opticam_like").removeHandler(handler)
         logging.getLogger("opticam_like").setLevel(previous_level)

@@ -38,21 +38,32 @@ def atomic_path(path):
     path : str or Path
         Final destination; its folder is created if needed. The file gets the mode of a
         plain new file (``0o666`` less the umask), not the temporary file's private mode.
+
+    Raises
+    ------
+    OSError
+        The folder or file cannot be written (read-only or full disk, no permission, ...);
+        the error's ``filename`` is ``path`` (not the temporary name), and its message
+        says what was being written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes),
-                               dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes),
+                                   dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
         # mkstemp makes the file private (0600); give it the mode of a plain new file
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path.name}: "
+                                 f"{exc.strerror or exc}", str(path)) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

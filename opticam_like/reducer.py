@@ -28,19 +28,22 @@ from astropy.time import Time
 
 from . import schema
 from ._version import __version__
+from .cache import CACHE_DIRECTORY, ResultCache
 from .calibration import CalibrationSet
 from .calibration.defects import build_defect_maps
 from .catalog import (catalog_from_stack, choose_reference, guide_stars,
                       transforms_from_table, transforms_table)
 from .errors import ConfigError, ReductionError
 from .flags import PhotFlag
+from .frames import FrameError, read_header
+from .lock import OutputLock
 from .outputs import (RunLog, rejected_table, software_versions, write_json, write_stack,
                       write_table, write_text)
 from .parallel import FrameFailure, WorkerPool
 from .photometry.aperture_choice import candidate_photometers, select_aperture
 from .photometry.photometers import AperturePhotometer
 from .photometry.tables import photometry_table
-from .scan import acquisition_order, scan_frames
+from .scan import CALIBRATION_TYPES, acquisition_order, scan_frames
 from .settings import Settings
 from .sky import number_stars
 from .stacking import StackFactory
@@ -119,6 +122,16 @@ class Reducer:
         Start method of the worker processes (default: Python's). User callables (even
         lambdas and functions defined in a notebook) are sent to the workers by value
         (cloudpickle) under every start method.
+    fresh : bool
+        Ignore the per-frame results cached in ``out_directory/cache`` by earlier runs
+        (:mod:`opticam_like.cache`) and compute every frame again. By default a run computes
+        only the frames whose result for the same frame content and settings is not cached,
+        so a re-run after a crash resumes where it stopped.
+    catalog_frames : int, optional
+        Build each filter's catalogue from the stack of its first ``catalog_frames`` frames
+        only, the reference frame chosen among them and the defect maps found in them
+        (every frame is still aligned and measured); default all. These then stay the same
+        as frames are added to the night (:mod:`opticam_like.follow`).
 
     Attributes
     ----------
@@ -137,7 +150,8 @@ class Reducer:
         Invalid configuration or instrument (the message names the file and keyword).
     ReductionError
         A missing data directory or an output directory inside the data; later, from the
-        first stage: no frames or frames of mixed binning.
+        first stage: no frames or frames of mixed binning, or another run (another process)
+        writing into the output directory (:mod:`opticam_like.lock`).
     """
 
     def __init__(self, out_directory, data_directory=None, c1_directory=None,
@@ -146,7 +160,7 @@ class Reducer:
                  calibration=None, bias=None, dark=None, flat=None, remove_cosmic_rays=None,
                  site=None, target=None, reference_frame=None, alignment=None, recentre=None,
                  max_sources=None, config=None, progress=None, start_method=None,
-                 find_defects=None):
+                 find_defects=None, fresh=False, catalog_frames=None):
         self.out_directory = Path(out_directory)
         given = [str(d) for d in (data_directory, c1_directory, c2_directory, c3_directory)
                  if d is not None]
@@ -175,8 +189,13 @@ class Reducer:
         self.transforms = {}
         self.default_photometer = None
         self._carried = {}  # per filter and frame: (cosmic-ray pixels, compact background)
+        self._cache = ResultCache(self.out_directory / CACHE_DIRECTORY, fresh=fresh)
+        if catalog_frames is not None and int(catalog_frames) < 1:
+            raise ConfigError(f"catalog_frames must be >= 1, got {catalog_frames}")
+        self.catalog_frames = None if catalog_frames is None else int(catalog_frames)
+        self._locks = []
         self._log = RunLog(self.out_directory / schema.LOG_FILE)
-        self._finalizer = weakref.finalize(self, self._log.close)
+        self._finalizer = weakref.finalize(self, _end_run, self._log, self._locks)
 
     def _check_paths(self):
         if not self.data_directories:
@@ -190,6 +209,12 @@ class Reducer:
             if out == data or data in out.parents:
                 raise ReductionError(f"out_directory {self.out_directory} is inside the data "
                                      f"directory {data}; nothing may be written there")
+
+    @property
+    def cache(self):
+        """The run's :class:`~opticam_like.cache.ResultCache` (``stats``: frames taken from
+        the cache and computed, per pass and filter)."""
+        return self._cache
 
     @property
     def profile(self):
@@ -217,7 +242,8 @@ class Reducer:
         s = self.settings
         if not s.find_defects or self._defects_done:
             return
-        infos = [info for group in self.groups.values() for info in group]
+        infos = [info for group in self.groups.values()
+                 for info in group[:self.catalog_frames]]
         context = PassContext(profile=s.profile, calibration=self.calibration,
                               background=s.background)
         maps, failures = build_defect_maps(infos, context, self.pool,
@@ -243,6 +269,8 @@ class Reducer:
 
     def _scan(self):
         start = time.perf_counter()
+        if not self._locks:
+            self._locks.append(OutputLock(self.out_directory))
         write_text(self.settings.to_toml(), self.out_directory / schema.CONFIG_ECHO)
         log.info("opticam_like %s: reducing %s into %s", __version__,
                  ", ".join(map(str, self.data_directories)), self.out_directory)
@@ -299,9 +327,11 @@ class Reducer:
             context = replace(context, reference_xy=ref_row.xy,
                               reference_shape=infos[ref_index].shape)
             items = [FrameItem(i.path, i, n) for n, i in enumerate(infos)]
-            rows, timings, stack = self.pool.map(
-                catalog_frame, items, context, desc=f"catalogue {name}",
-                accumulator=StackFactory(infos[ref_index].shape, len(infos)))
+            n_stack = min(self.catalog_frames or len(infos), len(infos))
+            rows, timings, stack = self._cache.map(
+                self.pool, "catalogue", name, catalog_frame, items, context,
+                desc=f"catalogue {name}", stack=StackFactory(infos[ref_index].shape, n_stack),
+                stack_frames=n_stack)
             self._log_timings(f"catalogue pass {name}", timings)
             self._carried[name] = [(getattr(r, "cosmic_rays", None),
                                     getattr(r, "background", None),
@@ -348,11 +378,12 @@ class Reducer:
         else:
             candidates = list(range(len(infos)))
         failures = []
-        for start in range(0, len(candidates), REFERENCE_CANDIDATES):
-            chunk = candidates[start:start + REFERENCE_CANDIDATES]
+        size = min(REFERENCE_CANDIDATES, self.catalog_frames or REFERENCE_CANDIDATES)
+        for start in range(0, len(candidates), size):
+            chunk = candidates[start:start + size]
             items = [FrameItem(infos[i].path, infos[i], i) for i in chunk]
-            rows, _, _ = self.pool.map(detect_frame, items, context,
-                                       desc=f"reference {name}")
+            rows, _, _ = self._cache.map(self.pool, f"reference{start}", name, detect_frame,
+                                         items, context, desc=f"reference {name}")
             best = choose_reference(rows)
             if best is not None:
                 return chunk[best], rows[best]
@@ -420,8 +451,8 @@ class Reducer:
                                float(transforms["fwhm"][n]), int(not_aligned[n]),
                                *carried[n])
                      for n, i in enumerate(infos)]
-            rows, timings, _ = self.pool.map(photometry_frame, items, context,
-                                             desc=f"photometry {name}")
+            rows, timings, _ = self._cache.map(self.pool, "photometry", name, photometry_frame,
+                                               items, context, desc=f"photometry {name}")
             self._log_timings(f"photometry pass {name}", timings)
             failures = [r for r in rows if isinstance(r, FrameFailure)]
             self._reject(failures)
@@ -430,8 +461,10 @@ class Reducer:
                 raise ReductionError(f"no {name} frame could be measured; first at "
                                      f"{failures[0].stage}: {failures[0].reason} (all in "
                                      f"{schema.REJECTED_TABLE})")
-            times, time_name = frame_times(infos, s.site, s.target)
             frame_flags = not_aligned | frame_time_flags(infos, acquisition_order(infos))
+            infos, rows, frame_flags = _with_rejected(infos, rows, frame_flags,
+                                                      self._scan_rejected(name))
+            times, time_name = frame_times(infos, s.site, s.target)
             written, extra = photometers, {}
             if choose_aperture:
                 best, scores = select_aperture(rows, photometers, catalog)
@@ -452,6 +485,23 @@ class Reducer:
                 tables[(name, label)] = table
         self._write_rejected()
         return tables
+
+    def _scan_rejected(self, name):
+        """Frames of group ``name`` that the scan rejected but whose header reads (e.g. an
+        odd image shape), with their failures: they keep ``FRAME_REJECTED`` rows. Frames
+        without a readable filter and time cannot be placed in a table."""
+        found = []
+        for failure in self.rejected:
+            if failure.stage != "scan":
+                continue
+            try:
+                info = read_header(failure.path, self.profile)
+            except (FrameError, OSError):
+                continue
+            science = info.image_type.strip().lower() not in CALIBRATION_TYPES
+            if science and name in (info.filter, f"{info.filter}-{info.camera}"):
+                found.append((info, failure))
+        return found
 
     def _table_meta(self, name, photometer):
         return {"FILTER": name, "INSTRUME": self.profile.name, "PHOTNAME": photometer.name,
@@ -495,7 +545,8 @@ class Reducer:
         log.info("%s: %.2f s of work (%s)", what, sum(timings.values()), detail)
 
     def close(self):
-        """Shut down the worker processes and detach the run's log file."""
+        """Shut down the worker processes, detach the run's log file and release the output
+        directory's lock."""
         self.pool.close()
         self._finalizer()
 
@@ -506,6 +557,21 @@ class Reducer:
         self.close()
 
 
+def _with_rejected(infos, rows, frame_flags, rejected):
+    """Frames, rows and frame flags with the ``(FrameInfo, FrameFailure)`` pairs of
+    ``rejected`` inserted in time order."""
+    if not rejected:
+        return infos, rows, frame_flags
+    entries = list(zip(infos, rows, frame_flags)) + [(i, f, 0) for i, f in rejected]
+    entries.sort(key=lambda e: (e[0].time.jd1, e[0].time.jd2, e[0].path))
+    infos, rows, flags = zip(*entries)
+    return list(infos), list(rows), np.array(flags, dtype=np.int32)
+
+
+def _end_run(run_log, locks):
+    run_log.close()
+    while locks:
+        locks.pop().release()
 
 
 def _mesh_pixels(background):
