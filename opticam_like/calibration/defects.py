@@ -285,6 +285,40 @@ class DefectAccumulator:
         """Bytes held by the accumulator's arrays."""
         return self.counts.nbytes + (0 if self._sums is None else self._sums.nbytes)
 
+    def steady(self, mask, fraction=0.3):
+        """Which of the pixels in ``mask`` stand out in (almost) every time block.
+
+        A defect is fixed on the detector: its excess over its four side neighbours is there
+        in every block with the same sign. What is left of a drifting star in the median of
+        the blocks is not: the star crossed the pixel in some blocks only.
+
+        Parameters
+        ----------
+        mask : ndarray of bool, shape ``shape``
+            Candidate pixels.
+        fraction : float
+            Smallest excess, as a fraction of the excess in the combination, counted in a
+            block.
+
+        Returns
+        -------
+        ndarray of bool, shape ``shape``
+            ``mask`` less the pixels that stand out in fewer than all but one of the blocks.
+        """
+        used = np.flatnonzero(self.counts)
+        means = self._sums[used] / self.counts[used][:, None, None].astype(np.float32)
+        ny, nx = self.shape
+        keep = np.zeros(self.shape, dtype=bool)
+        for y, x in zip(*np.nonzero(mask)):
+            sides = [means[:, yy, xx] for yy, xx in ((y - 1, x), (y + 1, x), (y, x - 1),
+                                                     (y, x + 1)) if 0 <= yy < ny and 0 <= xx < nx]
+            excess = means[:, y, x] - np.median(np.stack(sides), axis=0)
+            total = np.median(excess)
+            agree = (np.sign(excess) == np.sign(total)) & (np.abs(excess) >= fraction
+                                                           * np.abs(total))
+            keep[y, x] = agree.sum() >= len(used) - 1
+        return keep
+
     def combined(self):
         """Per-pixel median of the means of the blocks that received frames.
 
@@ -848,6 +882,7 @@ def build_defect_maps(infos, context, pool, *, cache_directory, options=None, lo
                 raise ValueError("no usable frame")
             defect_map = find_defects(accumulator.combined(), options,
                                       n_frames=accumulator.n_added)
+            defect_map = _steady_only(defect_map, accumulator)
         except ValueError as exc:
             failures.append(FrameFailure(group[0].path, "defects",
                                          f"no defect map for {format_key(key)}: {exc}"))
@@ -862,6 +897,23 @@ def build_defect_maps(infos, context, pool, *, cache_directory, options=None, lo
                      int(defect_map.mask.sum()), _summary(defect_map.table),
                      defect_map.meta["detection_limit"], path)
     return maps, failures
+
+
+def _steady_only(defect_map, accumulator):
+    """The map without the single pixels that do not stand out in every time block."""
+    singles = defect_map.hot | defect_map.warm | defect_map.dead
+    steady = accumulator.steady(singles)
+    dropped = singles & ~steady
+    if not dropped.any():
+        return defect_map
+    for name in ("hot", "warm", "dead"):
+        setattr(defect_map, name, getattr(defect_map, name) & steady)
+    table = defect_map.table
+    pixel = np.isin(np.asarray(table["kind"], dtype=str), ("hot", "warm", "dead"))
+    gone = pixel & dropped[np.asarray(table["y0"]), np.asarray(table["x0"])]
+    defect_map.table = table[~gone]
+    defect_map.meta["n_unsteady_dropped"] = int(dropped.sum())
+    return defect_map
 
 
 def _summary(table):
