@@ -9,7 +9,7 @@ from enum import IntFlag
 
 import numpy as np
 
-__all__ = ["PhotFlag", "decode_flags"]
+__all__ = ["PhotFlag", "decode_flags", "ADVISORY"]
 
 
 class PhotFlag(IntFlag):
@@ -43,6 +43,12 @@ class PhotFlag(IntFlag):
     TRAIL = 4096
     """A pixel of the aperture lies on a satellite, aircraft or meteor trail found in the frame
     (:func:`opticam_like.trails.find_trails`)."""
+
+
+#: Flags that inform but do not make a point unusable: ``BLENDED`` says a neighbour adds more
+#: than 1% of light, which is constant for constant neighbours and cancels in relative
+#: photometry; drop such points only when the neighbour may vary.
+ADVISORY = PhotFlag.BLENDED
 
 
 def decode_flags(value):

@@ -26,7 +26,7 @@ from astropy.table import Table
 
 from . import schema
 from .errors import ConfigError, MissingOutputError, ReductionError
-from .flags import PhotFlag
+from .flags import ADVISORY, PhotFlag
 from .outputs import write_table
 from .schema import time_column
 
@@ -204,7 +204,7 @@ def check_comparisons(flux, flux_err, flags, target, comparisons):
         others = [k for k in field if k != c][:5] or [k for k in comparisons if k != c]
         if others:
             rel, rel_err, rel_flags, _ = relative_flux(flux, flux_err, flags, c, others)
-            ok = (rel_flags == 0) & np.isfinite(rel) & np.isfinite(rel_err)
+            ok = ((rel_flags & ~int(ADVISORY)) == 0) & np.isfinite(rel) & np.isfinite(rel_err)
             if ok.sum() > 2:
                 ratio = np.std(rel[ok]) / np.median(rel_err[ok])
                 if ratio > SCATTER_LIMIT:
