@@ -12,7 +12,8 @@ Conventions
   an hour (high-speed photometry), else 1/d. Plain numbers given as frequencies are read in
   that unit; Quantities are converted.
 * Flagged points (``flags != 0``) and points with a non-finite flux or a non-positive error are
-  excluded unless ``include_flagged=True`` (non-finite values are always excluded); how many is
+  excluded unless ``include_flagged=True`` (the advisory ``BLENDED`` does not exclude; non-finite
+  values are always excluded); how many is
   logged and kept in :attr:`Analyzer.n_excluded`.
 * Power and cross spectra are averaged over segments of equal length that lie inside good time
   intervals (:func:`opticam_like.timing.good_time_intervals`), on a regular grid of the
@@ -40,6 +41,7 @@ from astropy.timeseries import LombScargle
 from scipy.optimize import minimize_scalar
 
 from .errors import ConfigError, MissingOutputError
+from .flags import ADVISORY
 from .schema import TIME_COLUMNS, light_curve_paths
 from .timing import good_time_intervals, intersect_gtis
 
@@ -340,7 +342,8 @@ class Analyzer:
         error = np.ma.filled(np.ma.asarray(table["relative_flux_err"], float), np.nan)
         usable = np.isfinite(seconds) & np.isfinite(flux) & np.isfinite(error) & (error > 0)
         if not include_flagged and "flags" in table.colnames:
-            usable &= np.ma.filled(np.ma.asarray(table["flags"]), 1) == 0
+            flags = np.ma.filled(np.ma.asarray(table["flags"]), 1).astype(np.int64)
+            usable &= (flags & ~int(ADVISORY)) == 0
         self.n_excluded[band] = int(usable.size - usable.sum())
         log.info("band %s: %d of %d points excluded (flagged or not finite)", band,
                  self.n_excluded[band], usable.size)

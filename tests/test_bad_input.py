@@ -109,16 +109,20 @@ def test_other_frames_unchanged(nights):
     """The bad frames change nothing else beyond the catalogue stack's time blocks: the robust
     stack splits the night's frame list (bad frames included) into blocks, so the catalogue
     positions move by a few thousandths of a pixel and fluxes by a few hundredths of their
-    errors; flags other than BLENDED are identical."""
+    errors; flags other than BLENDED and BAD_PIXEL are identical (those two in 95% of points)."""
     _, _, clean_out, _, _, dirty_out = nights
     for band in ("g", "r"):
         clean = Table.read(clean_out / "lcs" / f"{band}_aperture_1.5fwhm.fits")
         dirty = Table.read(dirty_out / "lcs" / f"{band}_aperture_1.5fwhm.fits")
         dirty = dirty[np.isin(dirty["file"], clean["file"])]
         assert list(dirty["file"]) == list(clean["file"])
-        blended = int(PhotFlag.BLENDED)   # a 1% prediction: it may flip with the catalogue flux
-        np.testing.assert_array_equal(np.asarray(dirty["flags"]) & ~blended,
-                                      np.asarray(clean["flags"]) & ~blended)
+        # BLENDED is a 1% prediction that may flip with the catalogue flux, and the defect maps
+        # sample 30 frames of each night (bad frames included), so a marginal warm pixel may
+        # differ: those two bits may differ in a few points, no other bit in any
+        loose = int(PhotFlag.BLENDED | PhotFlag.BAD_PIXEL)
+        dirty_flags, clean_flags = np.asarray(dirty["flags"]), np.asarray(clean["flags"])
+        np.testing.assert_array_equal(dirty_flags & ~loose, clean_flags & ~loose)
+        assert np.mean(dirty_flags != clean_flags) < 0.05
         error = np.asarray(clean["flux_err"])
         assert np.max(np.abs(dirty["flux"] - clean["flux"]) / error) < 0.05
         np.testing.assert_allclose(dirty["flux_err"], error, rtol=1e-3)

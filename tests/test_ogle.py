@@ -57,7 +57,7 @@ def test_cepheid_period_and_amplitude(reduced):
     # in this crowded field most stars hold a little of a neighbour's light in some frames:
     # BLENDED informs, it does not spoil a point
     good = (lc["flags"] & ~PhotFlag.BLENDED) == 0
-    assert good.sum() >= 95
+    assert good.sum() >= 90   # 98 frames; a few touch warm pixels of the defect map
     t, mag = lc["bjd_tdb"].jd[good], np.asarray(lc["delta_mag"][good])
     frequency, power = LombScargle(t, mag).autopower(minimum_frequency=0.05,
                                                      maximum_frequency=2.0,
