@@ -55,13 +55,14 @@ Files (``F`` = filter, ``C`` = camera):
     Binary table, one row per frame of ``F``: ``frame``, ``sigma`` and the vector ``factor``
     (n_sources) that multiplied each star's flux (1 without scintillation). The ``flux`` of
     ``fluxes_F.fits`` includes these factors and the transparency.
-Frame paths (``file`` columns) are relative to the output directory: ``c1/g_000000.fits``
-with ``camera_folders``, ``g_000000.fits`` without ``camera_in_names``.
 ``{kind}_parameters.json``, ``{kind}_frames.ecsv``, ``{kind}_cosmic_rays_F.ecsv``
     The same for calibration frames (``kind`` = bias, dark, flat) written by the calibration
     generators into their own output directory; ``{kind}_frames.ecsv`` has ``file, camera,
     filter, index, t_start, exposure, level_e`` (flat illumination in e-/px before the flat
     field, 0 otherwise) and ``n_cosmic_rays``.
+
+Frame paths (``file`` columns) are relative to the output directory: ``c1/g_000000.fits``
+with ``camera_folders``, ``g_000000.fits`` without ``camera_in_names``.
 """
 
 import json

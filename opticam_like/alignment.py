@@ -22,7 +22,6 @@ from scipy.spatial import cKDTree
 from .errors import AlignmentError
 
 __all__ = [
-    "AlignmentError",
     "StackAccumulator",
     "Transform",
     "find_transform",

@@ -24,7 +24,7 @@ from .errors import FrameError
 from .instruments import camera_from_directory, load_profile
 from .timing import mid_exposure, parse_times
 
-__all__ = ["FrameInfo", "Frame", "FrameError", "read_header", "read_frame", "FITS_SUFFIXES",
+__all__ = ["FrameInfo", "Frame", "read_header", "read_frame", "FITS_SUFFIXES",
            "is_fits_file", "parse_binning", "open_fits", "image_hdu"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")

@@ -28,7 +28,7 @@ from astropy.time.formats import TimeNumeric
 
 from .errors import ConfigError
 
-__all__ = ["InstrumentProfile", "ConfigError", "load_profile", "profile_from_mapping",
+__all__ = ["InstrumentProfile", "load_profile", "profile_from_mapping",
            "read_toml", "BUILTIN_PROFILES", "camera_directory_name", "camera_from_directory",
            "normalise_filter"]
 

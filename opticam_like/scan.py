@@ -28,7 +28,7 @@ from .frames import FrameError, is_fits_file, read_header
 from .instruments import camera_directory_name
 from .parallel import FrameFailure
 
-__all__ = ["ScanResult", "ReductionError", "find_frames", "scan_frames", "group_key",
+__all__ = ["ScanResult", "find_frames", "scan_frames", "group_key",
            "acquisition_order"]
 
 #: Image types (``IMAGETYP``) that are not science frames.

@@ -47,7 +47,7 @@ from ..scan import ReductionError, find_frames
 from .combine import DEFAULT_MEMORY_LIMIT, chunked_combine
 from .sections import header_sections, overscan_level
 
-__all__ = ["CalibrationError", "CalibrationWarning", "MASTER_KINDS", "MASTER_UNITS",
+__all__ = [ "CalibrationWarning", "MASTER_KINDS", "MASTER_UNITS",
            "build_masters", "read_master", "master_key", "master_key_from_header",
            "format_key"]
 
