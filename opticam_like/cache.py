@@ -43,16 +43,14 @@ import math
 import os
 from pathlib import Path
 import struct
-import tempfile
 
 import cloudpickle
 import numpy as np
 
 from ._version import __version__
-from .flags import PhotFlag
-from .parallel import FrameFailure
-from .stages import prepare_frame, stacking_transform
-from .trails import trail_mask
+from .outputs import atomic_path
+from .parallel import FrameFailure, merge_accumulators
+from .stages import prepare_frame, stack_frame
 
 __all__ = ["CACHE_DIRECTORY", "ResultCache", "FinishedStack", "code_digest", "frame_key",
            "fingerprint", "restack_frame"]
@@ -333,27 +331,14 @@ def restack_frame(keyed, ctx, timer, stack):
                    background=copy.copy(row.background))
     calibrated, _, data = prepare_frame(item, ctx, timer)
     timer.step("stack")
-    unusable = (calibrated.pixel_flags & ~np.uint16(PhotFlag.SATURATED)) != 0
-    unusable |= trail_mask(data.shape, row.trails)
-    stack.add_frame(data, stacking_transform(row.transform, ctx.reference_shape),
-                    bad=unusable, index=item.index)
+    stack_frame(stack, calibrated, data, row.transform, row.trails, ctx, item.index)
     return None
 
 
 def _write_atomic(path, payload):
     """Write ``payload`` to ``path`` through a temporary file (OSErrors name ``path``)."""
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot write the cache file {path.name}: "
-                                 f"{exc.strerror or exc}", str(path)) from exc
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
 
 
 def _read(path):
@@ -465,7 +450,7 @@ class ResultCache:
                 _, restack_timings, restacked = pool.map(restack_frame, again, context,
                                                          desc=f"{desc} (restack)",
                                                          accumulator=stack)
-                partial = _merge(partial, restacked)
+                partial = merge_accumulators(partial, restacked)
                 timings = {k: timings.get(k, 0.0) + restack_timings.get(k, 0.0)
                            for k in set(timings) | set(restack_timings)}
             finished = FinishedStack.of(partial, stack)
@@ -482,10 +467,3 @@ class ResultCache:
                 path.unlink(missing_ok=True)
 
 
-def _merge(total, part):
-    if part is None:
-        return total
-    if total is None:
-        return part
-    total.merge(part)
-    return total

@@ -394,7 +394,7 @@ class _Run:
         chunk_results, chunk_timings, part = outcome
         self.results[start:start + size] = chunk_results
         _merge(self.timings, chunk_timings)
-        self.accumulated = _merge_accumulators(self.accumulated, part)
+        self.accumulated = merge_accumulators(self.accumulated, part)
         self.bar.update(size)
 
     def fail(self, task, reason):
@@ -542,7 +542,8 @@ def _merge(total, part):
         total[name] = total.get(name, 0.0) + seconds
 
 
-def _merge_accumulators(total, part):
+def merge_accumulators(total, part):
+    """``total`` with ``part`` merged in (either may be None, e.g. a chunk with no frames)."""
     if part is None:
         return total
     if total is None:

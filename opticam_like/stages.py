@@ -28,7 +28,7 @@ from .trails import find_trails, trail_mask
 
 __all__ = ["FrameItem", "PassContext", "CatalogRow", "PhotometryRow", "apply_background",
            "prepare_frame", "detect_frame", "catalog_frame", "photometry_frame",
-           "frame_fwhm", "frame_scintillation", "stacking_transform"]
+           "frame_fwhm", "stack_frame", "frame_scintillation", "stacking_transform"]
 
 
 @dataclass(frozen=True)
@@ -327,10 +327,7 @@ def catalog_frame(item, ctx, timer, stack):
     if transform is not None:
         timer.step("stack")
         # saturated pixels keep their (clipped) values: a saturated star stays one source
-        unusable = (calibrated.pixel_flags & ~np.uint16(PhotFlag.SATURATED)) != 0
-        unusable |= trail_mask(data.shape, trails)
-        stack.add_frame(data, stacking_transform(transform, ctx.reference_shape),
-                        bad=unusable, index=item.index)
+        stack_frame(stack, calibrated, data, transform, trails, ctx, item.index)
     cosmic_rays = None
     if ctx.remove_cosmic_rays:
         hit = (calibrated.pixel_flags & np.uint16(PhotFlag.COSMIC_RAY)) != 0
@@ -341,6 +338,34 @@ def catalog_frame(item, ctx, timer, stack):
                       len(sources), transform, error, cosmic_rays=cosmic_rays,
                       background=compact() if compact is not None else None,
                       trails=tuple(t.as_tuple() for t in trails))
+
+
+def stack_frame(stack, calibrated, data, transform, trails, ctx, index):
+    """Add a background-subtracted frame to the catalogue stack.
+
+    Bad pixels (but not saturated ones: a saturated star stays one source) and trail pixels
+    are left out.
+
+    Parameters
+    ----------
+    stack : RobustStack
+    calibrated : CalibratedFrame
+        The frame's pixel flags.
+    data : ndarray, shape (ny, nx)
+        Calibrated, background-subtracted frame (e-).
+    transform : Transform
+        Reference -> frame transform.
+    trails : sequence of Trail or 7-tuples
+        Trails of the frame.
+    ctx : PassContext
+        Gives the reference grid's shape.
+    index : int
+        Position of the frame in the night.
+    """
+    unusable = (calibrated.pixel_flags & ~np.uint16(PhotFlag.SATURATED)) != 0
+    unusable |= trail_mask(data.shape, trails)
+    stack.add_frame(data, stacking_transform(transform, ctx.reference_shape), bad=unusable,
+                    index=index)
 
 
 def stacking_transform(transform, shape, tolerance=0.5):
