@@ -39,11 +39,11 @@ def _catalogue_seconds(data, out, n_blocks):
         reducer_module.StackFactory = factory
 
 
-def _robust_snr(flux, comparisons):
-    """Median robust per-frame S/N of each column's light curve relative to the comparisons."""
+def _robust_snr(flux, columns, comparisons):
+    """Robust per-frame S/N of each of ``columns``' light curves relative to the comparisons."""
     from opticam_like.photometry.aperture_choice import differential_snr
     snrs = []
-    for column in range(flux.shape[1]):
+    for column in columns:
         stars = [column] + [c for c in comparisons if c != column][:5]
         _, per_star = differential_snr(flux[:, stars], np.isfinite(flux[:, stars]))
         snrs.append(per_star[0])
@@ -79,8 +79,8 @@ def run(n_images=150, repeats=3, faint=3000.0):
             comparisons = [int(c) for c in clean[:8]]
             flux = np.asarray(catalog["flux"], dtype=float)
             stars = [int(c) for c in clean if flux[c] < faint]
-            ratio = (_robust_snr(np.asarray(best["flux"])[:, stars], comparisons) /
-                     _robust_snr(np.asarray(fixed["flux"])[:, stars], comparisons))
+            ratio = (_robust_snr(np.asarray(best["flux"]), stars, comparisons) /
+                     _robust_snr(np.asarray(fixed["flux"]), stars, comparisons))
             scale = best.meta["PHOTPARS"]
             gains.append((band, len(stars), float(np.nanmedian(ratio)), scale))
     return rows, gains
