@@ -92,7 +92,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     rows, gains = run(args.n_images, args.repeats)
-    print(format_table(("stage", "frames", "median s", "frames/s"), rows))
+    print(format_table(rows, ("stage", "frames", "median s", "frames/s")))
     for band, n, gain, scale in gains:
         print(f"{band}: chosen aperture {scale}; faint-star S/N gain over 1.5 FWHM "
               f"{gain:.3f} (median of {n} stars)")
