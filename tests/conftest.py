@@ -35,3 +35,13 @@ def write_opticam_frame(path, data=None, shape=(64, 64), **header):
         hdu.header[key] = value
     hdu.writeto(path, overwrite=True)
     return Path(path)
+
+
+@pytest.fixture
+def frames(tmp_path):
+    """A data directory of three small g frames one second apart."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for n in range(3):
+        write_opticam_frame(data / f"g_{n}.fits", GPSTIME=f"2024-01-01 00:00:0{n}.250000")
+    return data

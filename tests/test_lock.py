@@ -15,22 +15,12 @@ from opticam_like.cli import main
 from opticam_like.errors import ReductionError
 from opticam_like.lock import LOCK_FILE, OutputLock
 
-from conftest import write_opticam_frame
 
 HOLDER = ("import sys, time\n"
           "from opticam_like.lock import OutputLock\n"
           "lock = OutputLock(sys.argv[1])\n"
           "print('locked', flush=True)\n"
           "time.sleep(120)\n")
-
-
-@pytest.fixture
-def frames(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for n in range(3):
-        write_opticam_frame(data / f"g_{n}.fits", GPSTIME=f"2024-01-01 00:00:0{n}.250000")
-    return data
 
 
 @pytest.fixture

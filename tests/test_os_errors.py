@@ -11,16 +11,6 @@ from astropy.table import Table
 from opticam_like.cli import main
 from opticam_like.outputs import write_table
 
-from conftest import write_opticam_frame
-
-
-@pytest.fixture
-def frames(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for n in range(3):
-        write_opticam_frame(data / f"g_{n}.fits", GPSTIME=f"2024-01-01 00:00:0{n}.250000")
-    return data
 
 
 def _disk_full(monkeypatch):
