@@ -152,6 +152,12 @@ class _FolderFileHandler(logging.FileHandler):
         return super()._open()
 
 
+def _has_console(logger):
+    """Whether ``logger`` already has a handler other than a run's log file (the CLI's stderr
+    handler, or the console of a run opened earlier), so that warnings print only once."""
+    return any(not isinstance(handler, _FolderFileHandler) for handler in logger.handlers)
+
+
 class RunLog:
     """The ``info.log`` of one run, attached to the ``opticam_like`` logger until closed.
 
@@ -160,7 +166,8 @@ class RunLog:
     records also reach the application's handlers. While the run is open, its file receives
     the package's records (INFO and above unless the level is set); the file and its folder
     are created by the first record. When logging is not configured at all (the root logger
-    has no handler), warnings are also printed on stderr.
+    has no handler and the package logger has no console handler), warnings are also printed
+    on stderr.
 
     Parameters
     ----------
@@ -182,7 +189,7 @@ class RunLog:
         RunLog._open += 1
         self.handlers = [_FolderFileHandler(self.path)]
         self.handlers[0].setFormatter(logging.Formatter(LOG_FORMAT))
-        if not logging.getLogger().handlers:
+        if not logging.getLogger().handlers and not _has_console(self.logger):
             console = logging.StreamHandler()
             console.setLevel(logging.WARNING)
             console.setFormatter(logging.Formatter("[opticam_like] %(levelname)s %(message)s"))
